@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+# starttls-guard: `make` builds build/starttls-guard (the BPF object is
+# embedded through a generated skeleton); `make test` runs every test.
+.DELETE_ON_ERROR:
+
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+CC       ?= gcc
+OUT      := build
+CFLAGS   ?= -O2 -g
+CFLAGS   += -Wall -Wextra -Iinclude -Iuser -I$(OUT)
+LDLIBS   := -lbpf -lelf -lz
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -mcpu=v2 \
+	      -Wall -Wextra -Iinclude -Ibpf -I.
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+BPF_SRC  := bpf/starttls_guard.bpf.c
+BPF_HDRS := $(wildcard bpf/*.h include/*.h) vmlinux.h
+USER_HDRS := $(wildcard user/*.h include/*.h)
+
+all: $(OUT)/starttls-guard
+
+$(OUT):
+	$(Q)mkdir -p $@
+
+$(OUT)/starttls_guard.bpf.o: $(BPF_SRC) $(BPF_HDRS) | $(OUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
+	$(Q)$(BPFTOOL) gen object $@ $@.tmp
+	$(Q)rm -f $@.tmp
+
+$(OUT)/starttls_guard.skel.h: $(OUT)/starttls_guard.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name starttls_guard_bpf > $@
+
+$(OUT)/starttls-guard: user/starttls-guard.c user/tc.c $(OUT)/starttls_guard.skel.h $(USER_HDRS)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) user/starttls-guard.c user/tc.c -o $@ $(LDLIBS)
+
+# Tests: the protocol logic on the host, the real program through
+# BPF_PROG_TEST_RUN, and end to end in network namespaces.
+$(OUT)/test_smtp: tests/test_smtp.c include/smtp.h user/cidr.h | $(OUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -fsanitize=address,undefined $< -o $@
+
+$(OUT)/test_packets: tests/test_packets.c tests/pkt.h $(OUT)/starttls_guard.skel.h $(USER_HDRS)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests $< -o $@ $(LDLIBS)
+
+tests: $(OUT)/starttls-guard $(OUT)/test_smtp $(OUT)/test_packets
+
+test: tests
+	$(Q)bash tests/run.sh
+
+# A demo on real traffic: two namespaces, Postfix, a plaintext client
+# reset and a STARTTLS client delivered.
+demo: $(OUT)/starttls-guard
+	$(Q)bash tests/demo.sh
+
+clean:
+	$(Q)rm -rf $(OUT)
+
+.PHONY: all tests test demo clean

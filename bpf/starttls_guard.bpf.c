@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * starttls-guard: a TC program that resets SMTP connections which send a
+ * plaintext command other than EHLO/HELO/STARTTLS/NOOP/RSET/HELP/QUIT
+ * before TLS. Attach it to ingress and egress of an interface; the loader
+ * (user/starttls-guard.c) does that, pins the maps and fills "config".
+ *
+ * To load it by hand for debugging (clsact, maps unpinned and empty, so
+ * nothing is guarded until "config" is written, e.g. with bpftool):
+ *   tc qdisc add dev eth0 clsact
+ *   tc filter add dev eth0 ingress bpf da obj starttls_guard.bpf.o sec tc
+ *   tc filter add dev eth0 egress bpf da obj starttls_guard.bpf.o sec tc
+ *
+ * Per packet: parse the headers; traffic that is not TCP on a guarded port
+ * leaves at once. Then the connection's state (map "conns") decides:
+ * encrypted, exempt and monitored connections pass, reset ones drop, and
+ * the rest have their payload judged by include/smtp.h, in TCP sequence
+ * order. A violation drops the packet and sends an RST to both ends.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "compat.h"
+#include "starttls_guard.h"
+#include "parse.h"
+#include "rst.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* What this program returns for packets it lets through: "no opinion",
+ * so that other programs on the hook still run (TCX_NEXT for TCX). */
+#define STG_PASS TC_ACT_UNSPEC
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stg_config);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STG_MAX_CONNS);
+	__type(key, struct stg_conn_key);
+	__type(value, struct stg_conn);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STG_MAX_HOSTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stg_host_key);
+	__type(value, struct stg_host);
+} hosts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STG_C_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/*
+ * Payload is judged by a program of its own, stg_scan, STG_CHUNK bytes a
+ * run, which tail-calls itself for the next chunk: this keeps each program
+ * small enough for the 5.10 verifier without bpf_loop(). What it needs is
+ * handed over here (per CPU: a tail call does not change CPU). Payload is
+ * copied into buf with bpf_skb_load_bytes, so it is read the same whether
+ * it sits in the linear area or in page fragments.
+ */
+struct stg_scan_ctx {
+	struct stg_pkt pkt;
+	__u32 pos;		/* next payload byte to judge (skb offset) */
+	__u32 stop;		/* end of the payload (skb offset) */
+	__u32 end_seq;		/* sequence number after the payload */
+	__u32 before;		/* phase before this packet */
+	__s32 ingress;
+	__s32 refused;		/* a non-220 reply to STARTTLS was seen */
+	__u8 buf[STG_CHUNK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stg_scan_ctx);
+} scratch SEC(".maps");
+
+/* The scan programs, filled in by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, STG_JMP_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} jmp SEC(".maps");
+
+/* Where the guard is attached (see struct stg_iface). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct stg_iface);
+} ifaces SEC(".maps");
+
+static __always_inline void stg_count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+/* The host map's action for a connection: the longest prefix matching
+ * either end wins (deny on a tie), else the default action. */
+static __always_inline __u32 stg_host_action(const struct stg_conn_key *k,
+					     const struct stg_config *cfg)
+{
+	struct stg_host_key hk = { .prefixlen = 128 };
+	__u32 act = cfg->default_action, best = 0;
+	struct stg_host *h;
+	int found = 0;
+
+	__builtin_memcpy(hk.addr, k->cli_addr, 16);
+	h = bpf_map_lookup_elem(&hosts, &hk);
+	if (h) {
+		act = h->action;
+		best = h->prefixlen;
+		found = 1;
+	}
+	__builtin_memcpy(hk.addr, k->srv_addr, 16);
+	h = bpf_map_lookup_elem(&hosts, &hk);
+	if (h && (!found || h->prefixlen > best ||
+		  (h->prefixlen == best && h->action == STG_ACT_DENY)))
+		act = h->action;
+	return act;
+}
+
+/* a - b in TCP sequence space */
+static __always_inline __s32 stg_seq_diff(__u32 a, __u32 b)
+{
+	return (__s32)(a - b);
+}
+
+/*
+ * Reset the connection: RST to the packet's sender (cloned and sent back
+ * out of the interface it came from) and, when @both, to its receiver (the
+ * skb itself, rewritten, goes on its way). @fwd_nxt: the next byte the
+ * receiver expects from the sender; @rev_nxt: the next byte the sender
+ * expects from the receiver. Returns the TC verdict for the skb.
+ */
+static __always_inline int stg_reset(struct __sk_buff *skb,
+				     const struct stg_pkt *p, int ingress,
+				     int both, __u32 fwd_nxt, __u32 rev_nxt)
+{
+	void *data = stg_data(skb);
+	void *end = stg_data_end(skb);
+	__u8 mac[12];
+
+	if (data + sizeof(mac) > end)
+		goto fail;
+	__builtin_memcpy(mac, data, sizeof(mac));
+	if (stg_rst_trim(skb, p))
+		goto fail;
+	if (stg_rst_write(skb, p, mac, 1, rev_nxt, fwd_nxt))
+		goto fail;
+	/* From ingress the sender is reached through egress, and from
+	 * egress (a local sender) through ingress. */
+	if (bpf_clone_redirect(skb, skb->ifindex, ingress ? 0 : BPF_F_INGRESS))
+		goto fail;
+	if (!both)
+		return TC_ACT_SHOT;
+	if (stg_rst_write(skb, p, mac, 0, fwd_nxt, rev_nxt))
+		goto fail;
+	return TC_ACT_OK;
+fail:
+	stg_count(STG_C_RST_FAILED);
+	return TC_ACT_SHOT;
+}
+
+/* Act on a violation of connection @c: in enforce mode reset it and drop
+ * every later packet; in monitor mode count it and stop judging. */
+static __always_inline int stg_violation(struct __sk_buff *skb,
+					 const struct stg_pkt *p,
+					 struct stg_conn *c,
+					 const struct stg_config *cfg,
+					 __u32 reason, int ingress)
+{
+	__u32 fwd = p->c2s ? c->cli_nxt : c->srv_nxt;
+	__u32 rev = p->c2s ? c->srv_nxt : c->cli_nxt;
+
+	c->reason = reason;
+	if (cfg->mode == STG_MODE_MONITOR) {
+		c->smtp.phase = STG_MONITORED;
+		stg_count(STG_C_MONITOR_HITS);
+		return STG_PASS;
+	}
+	c->smtp.phase = STG_BLOCKED;
+	stg_count(STG_C_RESETS + (reason < STG_R_MAX ? reason : 0));
+	/* The sender may already have seen more of the other direction
+	 * than we did: its ACK says where it is. */
+	if (stg_seq_diff(p->ack, rev) > 0 && (p->flags & STG_TCP_ACK))
+		rev = p->ack;
+	return stg_reset(skb, p, ingress, 1, fwd, rev);
+}
+
+/* Judge the payload of a packet of connection @c (phase below STG_TLS):
+ * in sequence order, then by stg_scan. */
+static __always_inline int stg_inspect(struct __sk_buff *skb,
+				       struct stg_pkt *p, struct stg_conn *c,
+				       const struct stg_config *cfg,
+				       int ingress)
+{
+	__u32 nxt = p->c2s ? c->cli_nxt : c->srv_nxt;
+	__u32 seq = p->seq + !!(p->flags & STG_TCP_SYN);
+	__u32 end = seq + p->pay_len, skip, zero = 0;
+	struct stg_scan_ctx *x;
+
+	if (!p->pay_len)
+		return STG_PASS;
+	if (stg_seq_diff(end, nxt) <= 0) {
+		/* Wholly judged before: a retransmission. */
+		stg_count(STG_C_RETRANSMITS);
+		return STG_PASS;
+	}
+	if (stg_seq_diff(seq, nxt) > 0) {
+		/* Beyond a gap: judged when the gap is filled (the sender
+		 * retransmits what is never acknowledged). */
+		stg_count(STG_C_OUT_OF_ORDER);
+		return TC_ACT_SHOT;
+	}
+	skip = nxt - seq; /* overlap: judge only what is new */
+	x = bpf_map_lookup_elem(&scratch, &zero);
+	if (!x || p->pay_len - skip > STG_MAX_SCAN)
+		return stg_violation(skb, p, c, cfg, STG_R_UNINSPECTABLE,
+				     ingress);
+	x->pkt = *p;
+	x->pos = p->pay_off + skip;
+	x->stop = p->pay_off + p->pay_len;
+	x->end_seq = end;
+	x->before = c->smtp.phase;
+	x->ingress = ingress;
+	x->refused = 0;
+	bpf_tail_call(skb, &jmp, p->c2s ? STG_JMP_CLI : STG_JMP_SRV);
+	/* Not reached unless the tail call failed. */
+	return stg_violation(skb, p, c, cfg, STG_R_UNINSPECTABLE, ingress);
+}
+
+/* Start tracking a connection. @greeted: picked up mid-stream. */
+static __always_inline struct stg_conn *
+stg_track(const struct stg_pkt *p, __u32 cli_nxt, __u32 srv_nxt,
+	  int greeted, __u32 action)
+{
+	struct stg_conn c = {};
+
+	smtp_init(&c.smtp, greeted);
+	c.cli_nxt = cli_nxt;
+	c.srv_nxt = srv_nxt;
+	if (action == STG_ACT_EXEMPT) {
+		c.smtp.phase = STG_EXEMPT;
+		stg_count(STG_C_EXEMPT);
+	}
+	stg_count(STG_C_CONNECTIONS);
+	if (bpf_map_update_elem(&conns, &p->key, &c, BPF_ANY))
+		return NULL;
+	return bpf_map_lookup_elem(&conns, &p->key);
+}
+
+/* A packet of a connection without state (or a SYN-ACK that starts one
+ * afresh). */
+static __always_inline int stg_untracked(struct __sk_buff *skb,
+					 struct stg_pkt *p,
+					 const struct stg_config *cfg,
+					 int ingress)
+{
+	__u8 syn = p->flags & (STG_TCP_SYN | STG_TCP_ACK);
+	int monitor = cfg->mode == STG_MODE_MONITOR;
+	struct stg_conn *c;
+	__u32 action;
+
+	if (syn == STG_TCP_SYN) {
+		/* A connection attempt: refused here for denied hosts. No
+		 * state yet, so that a SYN flood cannot evict live ones. */
+		action = stg_host_action(&p->key, cfg);
+		if (action == STG_ACT_DENY && p->c2s) {
+			stg_count(STG_C_DENIED);
+			if (monitor) {
+				stg_count(STG_C_MONITOR_HITS);
+				return STG_PASS;
+			}
+			stg_count(STG_C_RESETS + STG_R_DENIED_HOST);
+			return stg_reset(skb, p, ingress, 0, p->seq + 1, 0);
+		}
+		if (p->pay_len && action != STG_ACT_EXEMPT) {
+			/* Data on a SYN (TCP Fast Open) is not judged:
+			 * dropped, the client retries without it. */
+			if (monitor) {
+				stg_count(STG_C_MONITOR_HITS);
+				return STG_PASS;
+			}
+			stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+			return TC_ACT_SHOT;
+		}
+		return STG_PASS;
+	}
+	if (syn == (STG_TCP_SYN | STG_TCP_ACK) && !p->c2s) {
+		action = stg_host_action(&p->key, cfg);
+		c = stg_track(p, p->ack, p->seq + 1, 0, action);
+	} else if (p->pay_len && !(p->flags & STG_TCP_RST)) {
+		/* Payload of a connection that began before we were
+		 * attached (or whose state was evicted): judged as if past
+		 * the greeting. Each side's ACK says where the other is. */
+		__u8 rec[2];
+
+		action = stg_host_action(&p->key, cfg);
+		stg_count(STG_C_PICKUPS);
+		c = p->c2s ? stg_track(p, p->seq, p->ack, 1, action)
+			   : stg_track(p, p->ack, p->seq, 1, action);
+		/* A TLS record (change_cipher_spec, alert, handshake or
+		 * application data, version 3.x): already encrypted. */
+		if (c && c->smtp.phase == STG_PLAIN && p->pay_len >= 2 &&
+		    !bpf_skb_load_bytes(skb, p->pay_off, rec, 2) &&
+		    rec[0] >= 0x14 && rec[0] <= 0x17 && rec[1] == 0x03) {
+			c->smtp.phase = STG_TLS;
+			return STG_PASS;
+		}
+	} else {
+		return STG_PASS;
+	}
+	if (!c)
+		return STG_PASS;
+	if (action == STG_ACT_DENY) {
+		stg_count(STG_C_DENIED);
+		return stg_violation(skb, p, c, cfg, STG_R_DENIED_HOST, ingress);
+	}
+	if (c->smtp.phase != STG_PLAIN)
+		return STG_PASS;
+	return stg_inspect(skb, p, c, cfg, ingress);
+}
+
+static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
+{
+	__u32 zero = 0;
+	struct stg_config *cfg = bpf_map_lookup_elem(&settings, &zero);
+	struct stg_conn *c;
+	struct stg_pkt p;
+	int r;
+
+	if (!cfg)
+		return STG_PASS;
+	r = stg_parse(skb, &p, cfg);
+	if (r == STG_P_PULL) {
+		__u32 len = skb->len < STG_PULL_LEN ? skb->len : STG_PULL_LEN;
+
+		if (bpf_skb_pull_data(skb, len))
+			return STG_PASS;
+		r = stg_parse(skb, &p, cfg);
+	}
+	if (r == STG_P_UNWALKABLE) {
+		/* Ports unknown: cannot tell whether it is SMTP. */
+		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+		return TC_ACT_SHOT;
+	}
+	if (r != STG_P_TCP)
+		return STG_PASS;
+
+	stg_count(STG_C_PACKETS);
+	c = bpf_map_lookup_elem(&conns, &p.key);
+	if (c && c->smtp.phase >= STG_TLS && !(p.flags & STG_TCP_SYN)) {
+		/* The fast path: encrypted, exempt or reset connections. */
+		if (c->smtp.phase != STG_BLOCKED || (p.flags & STG_TCP_RST))
+			return STG_PASS;
+		stg_count(STG_C_BLOCKED_DROPS);
+		return TC_ACT_SHOT;
+	}
+	if (p.frag) {
+		/* IP reassembly happens after TC: the payload of later
+		 * fragments cannot be judged. */
+		if (c ? (c->smtp.phase >= STG_TLS && c->smtp.phase != STG_BLOCKED)
+		      : stg_host_action(&p.key, cfg) == STG_ACT_EXEMPT)
+			return STG_PASS;
+		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+		return TC_ACT_SHOT;
+	}
+	/* A SYN-ACK with another initial sequence number than the one
+	 * tracked is a new connection on the same addresses and ports. */
+	if (!c || (p.flags & (STG_TCP_SYN | STG_TCP_ACK)) == STG_TCP_SYN ||
+	    ((p.flags & STG_TCP_SYN) && !p.c2s && c->srv_nxt != p.seq + 1))
+		return stg_untracked(skb, &p, cfg, ingress);
+	if (c->smtp.phase == STG_BLOCKED)
+		return TC_ACT_SHOT;
+	if (c->smtp.phase >= STG_TLS)
+		return STG_PASS;
+	return stg_inspect(skb, &p, c, cfg, ingress);
+}
+
+/*
+ * The scan programs: judge the next chunk of the payload handed over in
+ * "scratch", client bytes (stg_scan_cli, slot STG_JMP_CLI of "jmp") or
+ * server bytes (stg_scan_srv), then tail-call for the next chunk or
+ * finish the packet.
+ */
+static __always_inline int stg_scan_next(struct __sk_buff *skb,
+					 struct stg_scan_ctx *x,
+					 struct stg_conn *c,
+					 const struct stg_config *cfg, __u32 n)
+{
+	x->pos += n;
+	if (x->pos < x->stop && c->smtp.phase != STG_TLS) {
+		bpf_tail_call(skb, &jmp, x->pkt.c2s ? STG_JMP_CLI : STG_JMP_SRV);
+		return stg_violation(skb, &x->pkt, c, cfg,
+				     STG_R_UNINSPECTABLE, x->ingress);
+	}
+	if (x->pkt.c2s) {
+		__u32 v = smtp_client_end(&c->smtp);
+
+		if (v)
+			return stg_violation(skb, &x->pkt, c, cfg, v,
+					     x->ingress);
+		c->cli_nxt = x->end_seq;
+	} else {
+		c->srv_nxt = x->end_seq;
+	}
+	if (x->refused)
+		stg_count(STG_C_STARTTLS_REFUSED);
+	if (c->smtp.phase == STG_TLS && x->before != STG_TLS)
+		stg_count(STG_C_TLS_UPGRADES);
+	return STG_PASS;
+}
+
+/* Set up a scan run: the context, the connection and the next chunk in
+ * x->buf. Returns the chunk's length, or 0 with *verdict set. */
+static __always_inline __u32 stg_scan_begin(struct __sk_buff *skb,
+					    struct stg_scan_ctx **xp,
+					    struct stg_conn **cp,
+					    struct stg_config **cfgp,
+					    int *verdict)
+{
+	__u32 zero = 0;
+	__u64 n;
+	struct stg_scan_ctx *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct stg_config *cfg = bpf_map_lookup_elem(&settings, &zero);
+	struct stg_conn *c;
+
+	*verdict = TC_ACT_SHOT;
+	if (!x || !cfg)
+		return 0;
+	c = bpf_map_lookup_elem(&conns, &x->pkt.key);
+	if (!c) {
+		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+		return 0;
+	}
+	/* 64-bit, so that the bounds checked are those of the register
+	 * passed to the helper (1 <= n <= STG_CHUNK) */
+	n = x->stop > x->pos ? x->stop - x->pos : 0;
+	if (n > STG_CHUNK)
+		n = STG_CHUNK;
+	if (n == 0 || bpf_skb_load_bytes(skb, x->pos, x->buf, n)) {
+		*verdict = stg_violation(skb, &x->pkt, c, cfg,
+					 STG_R_UNINSPECTABLE, x->ingress);
+		return 0;
+	}
+	*xp = x;
+	*cp = c;
+	*cfgp = cfg;
+	return n;
+}
+
+SEC("tc")
+int stg_scan_cli(struct __sk_buff *skb)
+{
+	struct stg_scan_ctx *x = NULL;
+	struct stg_config *cfg = NULL;
+	struct stg_conn *c = NULL;
+	int verdict;
+	__u32 n = stg_scan_begin(skb, &x, &c, &cfg, &verdict);
+
+	if (!n || !x || !c || !cfg)
+		return verdict;
+	for (__u32 i = 0; i < STG_CHUNK; i++) {
+		__u32 v;
+
+		if (i >= n || c->smtp.phase == STG_TLS)
+			break; /* after the TLS record header: encrypted */
+		v = smtp_client_byte(&c->smtp, x->buf[i]);
+		if (v)
+			return stg_violation(skb, &x->pkt, c, cfg, v,
+					     x->ingress);
+		stg_barrier();
+	}
+	return stg_scan_next(skb, x, c, cfg, n);
+}
+
+SEC("tc")
+int stg_scan_srv(struct __sk_buff *skb)
+{
+	struct stg_scan_ctx *x = NULL;
+	struct stg_config *cfg = NULL;
+	struct stg_conn *c = NULL;
+	int verdict;
+	__u32 n = stg_scan_begin(skb, &x, &c, &cfg, &verdict);
+
+	if (!n || !x || !c || !cfg)
+		return verdict;
+	for (__u32 i = 0; i < STG_CHUNK; i++) {
+		__u32 v;
+
+		if (i >= n)
+			break;
+		v = smtp_server_byte(&c->smtp, x->buf[i], &x->refused);
+		if (v)
+			return stg_violation(skb, &x->pkt, c, cfg, v,
+					     x->ingress);
+		stg_barrier();
+	}
+	return stg_scan_next(skb, x, c, cfg, n);
+}
+
+SEC("tc")
+int stg_ingress(struct __sk_buff *skb)
+{
+	return stg_guard(skb, 1);
+}
+
+SEC("tc")
+int stg_egress(struct __sk_buff *skb)
+{
+	return stg_guard(skb, 0);
+}

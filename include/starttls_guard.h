@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Types shared by the kernel side (bpf/starttls_guard.bpf.c) and the loader
+ * (user/): map keys and values, enums of reasons and counters, limits.
+ * Only __u8/__u16/__u32/__u64 so that both sides agree on the layout.
+ */
+#ifndef STARTTLS_GUARD_H
+#define STARTTLS_GUARD_H
+
+#include "smtp.h"
+
+#define STG_PIN_DIR "/sys/fs/bpf/starttls-guard"
+#define STG_MAX_CONNS 65536	/* connections tracked (LRU) */
+#define STG_MAX_HOSTS 16384	/* CIDR entries in the host map */
+#define STG_PORT_WORDS 1024	/* 65536 ports, one bit each */
+
+/* Payload is judged STG_CHUNK bytes per program run, chained by tail
+ * calls (at most 32 on 5.10, one of them from the entry program): a
+ * packet with more unjudged payload than STG_MAX_SCAN before TLS is
+ * reset (fail closed). */
+#ifndef STG_CHUNK
+#define STG_CHUNK 512
+#endif
+#define STG_MAX_SCAN (STG_CHUNK * 31)
+
+/* Slots of the "jmp" program array: the payload scanners. */
+enum stg_jmp {
+	STG_JMP_CLI = 0,	/* stg_scan_cli: client bytes */
+	STG_JMP_SRV = 1,	/* stg_scan_srv: server bytes */
+	STG_JMP_MAX,
+};
+
+/* What the host map (or the default) says about a connection. */
+enum stg_action {
+	STG_ACT_REQUIRE_TLS = 0,
+	STG_ACT_DENY = 1,
+	STG_ACT_EXEMPT = 2,
+};
+
+enum stg_mode {
+	STG_MODE_ENFORCE = 0,
+	STG_MODE_MONITOR = 1,
+};
+
+/* Why a connection was reset (or, in monitor mode, would have been).
+ * The first values are enum smtp_verdict's violations. */
+enum stg_reason {
+	STG_R_NONE = 0,
+	STG_R_PLAINTEXT_COMMAND = SMTP_V_PLAINTEXT_COMMAND,
+	STG_R_STARTTLS_INJECTION = SMTP_V_STARTTLS_INJECTION,
+	STG_R_NOT_TLS_AFTER_220 = SMTP_V_NOT_TLS_AFTER_220,
+	STG_R_RESPONSE_INJECTION = SMTP_V_RESPONSE_INJECTION,
+	STG_R_DENIED_HOST = 5,		/* host in the map with action deny */
+	STG_R_UNINSPECTABLE = 6,	/* too much payload, or an IP fragment */
+	STG_R_MAX,
+};
+
+/* Per-CPU counters; the resets by reason follow STG_C_RESETS. */
+enum stg_counter {
+	STG_C_PACKETS = 0,	/* packets on guarded ports inspected */
+	STG_C_CONNECTIONS,	/* connections tracked */
+	STG_C_TLS_UPGRADES,	/* connections that reached TLS */
+	STG_C_STARTTLS_REFUSED,	/* STARTTLS answered with other than 220 */
+	STG_C_EXEMPT,		/* connections passed as exempt */
+	STG_C_DENIED,		/* connections refused (deny action) */
+	STG_C_RETRANSMITS,	/* already judged bytes passed again */
+	STG_C_OUT_OF_ORDER,	/* segments beyond a gap dropped */
+	STG_C_BLOCKED_DROPS,	/* packets of reset connections dropped */
+	STG_C_PICKUPS,		/* connections picked up mid-stream */
+	STG_C_MONITOR_HITS,	/* violations passed in monitor mode */
+	STG_C_RST_FAILED,	/* an RST could not be built or sent */
+	STG_C_RESETS,		/* + enum stg_reason */
+	STG_C_MAX = STG_C_RESETS + STG_R_MAX,
+};
+
+/* Configuration that changes at run time: the single entry of the
+ * "config" array map. */
+struct stg_config {
+	__u32 mode;		/* enum stg_mode */
+	__u32 default_action;	/* enum stg_action */
+	__u64 ports[STG_PORT_WORDS]; /* guarded server ports, a bitmap */
+};
+
+/* A connection, normalised so that the server is the side on a guarded
+ * port. IPv4 addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). Addresses in
+ * network byte order, ports in host byte order. */
+struct stg_conn_key {
+	__u8 cli_addr[16];
+	__u8 srv_addr[16];
+	__u16 cli_port;
+	__u16 srv_port;
+};
+
+struct stg_conn {
+	struct smtp_state smtp;
+	__u32 cli_nxt;		/* next client sequence number expected */
+	__u32 srv_nxt;		/* next server sequence number expected */
+	enum stg_reason reason;	/* why it was blocked or monitored */
+};
+
+/* Host map: an LPM trie of CIDRs, IPv4 as ::ffff:0:0/96 plus the prefix. */
+struct stg_host_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct stg_host {
+	__u32 action;		/* enum stg_action */
+	__u32 prefixlen;	/* same as the key's: the longest match wins */
+};
+
+/* Where the guard is attached: the "ifaces" map, keyed by ifindex,
+ * written and read by the loader only. */
+enum stg_tc_mode {
+	STG_TC_TCX = 1,		/* TCX links, pinned as link_<ifindex>_{in,eg} */
+	STG_TC_CLSACT = 2,	/* cls_bpf filters under a clsact qdisc */
+};
+
+#define STG_TC_HANDLE 0x5354	/* "ST": our cls_bpf filters' handle */
+#define STG_TC_PRIO 1
+
+struct stg_iface {
+	__u32 mode;		/* enum stg_tc_mode */
+	__u32 qdisc_created;	/* clsact was created by us (removed with us) */
+	char name[16];
+};
+
+#endif /* STARTTLS_GUARD_H */

@@ -1,0 +1,713 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * starttls-guard: the loader. Loads the TC program (embedded through the
+ * skeleton), pins its maps under /sys/fs/bpf/starttls-guard/, attaches it
+ * to interfaces, edits the host map and reads the counters.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "cidr.h"
+#include "starttls_guard.h"
+#include "starttls_guard.skel.h"
+#include "tc.h"
+
+#define BPFFS "/sys/fs/bpf"
+
+static bool verbose;
+
+/* Names of enum stg_counter (below STG_C_RESETS) and enum stg_reason, as
+ * shown by "stats" and used as JSON keys. */
+static const char *const counter_names[STG_C_RESETS] = {
+	[STG_C_PACKETS] = "packets_inspected",
+	[STG_C_CONNECTIONS] = "connections_seen",
+	[STG_C_TLS_UPGRADES] = "tls_upgrades",
+	[STG_C_STARTTLS_REFUSED] = "starttls_refused",
+	[STG_C_EXEMPT] = "exempt_connections",
+	[STG_C_DENIED] = "denied_connections",
+	[STG_C_RETRANSMITS] = "retransmissions_passed",
+	[STG_C_OUT_OF_ORDER] = "out_of_order_dropped",
+	[STG_C_BLOCKED_DROPS] = "blocked_packets_dropped",
+	[STG_C_PICKUPS] = "midstream_pickups",
+	[STG_C_MONITOR_HITS] = "monitor_violations",
+	[STG_C_RST_FAILED] = "rst_failed",
+};
+
+static const char *const reason_names[STG_R_MAX] = {
+	[STG_R_NONE] = "none",
+	[STG_R_PLAINTEXT_COMMAND] = "plaintext_command",
+	[STG_R_STARTTLS_INJECTION] = "starttls_injection",
+	[STG_R_NOT_TLS_AFTER_220] = "not_tls_after_220",
+	[STG_R_RESPONSE_INJECTION] = "response_injection",
+	[STG_R_DENIED_HOST] = "denied_host",
+	[STG_R_UNINSPECTABLE] = "uninspectable",
+};
+
+static const char *const action_names[] = {
+	[STG_ACT_REQUIRE_TLS] = "require-tls",
+	[STG_ACT_DENY] = "deny",
+	[STG_ACT_EXEMPT] = "exempt",
+};
+
+static void die_usage(const char *usage)
+{
+	fputs(usage, stderr);
+	exit(2);
+}
+
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("starttls-guard: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt,
+			va_list args)
+{
+	if (level == LIBBPF_DEBUG && !verbose)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+/* --- environment --------------------------------------------------------- */
+
+/* Root, BTF and a bpffs at /sys/fs/bpf (mounted here if missing). */
+static int check_env(bool mount_bpffs)
+{
+	struct statfs st;
+
+	if (geteuid() != 0)
+		return fail("must be run as root (it loads BPF programs)");
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		return fail("this kernel has no BTF (/sys/kernel/btf/vmlinux); "
+			    "it needs CONFIG_DEBUG_INFO_BTF=y");
+	if (statfs(BPFFS, &st) || st.f_type != BPF_FS_MAGIC) {
+		if (!mount_bpffs)
+			return fail("no bpffs at " BPFFS
+				    ": nothing is attached");
+		if (mount("bpf", BPFFS, "bpf", 0, NULL))
+			return fail("couldn't mount bpffs at " BPFFS ": %s",
+				    strerror(errno));
+	}
+	return 0;
+}
+
+/* Take the lock on the pin directory (created if @create). Returns an fd
+ * to keep open, -ENOENT if there is no directory, or another -errno. */
+static int lock_pin_dir(bool create)
+{
+	int fd;
+
+	if (create && mkdir(STG_PIN_DIR, 0700) && errno != EEXIST)
+		return -errno;
+	fd = open(STG_PIN_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX)) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+static int map_get(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), STG_PIN_DIR "/%s", name);
+	return bpf_obj_get(path);
+}
+
+/* Open the pinned maps of an attached guard: 0 or an error printed. */
+static int open_pinned(const char *name, int *fd)
+{
+	*fd = map_get(name);
+	if (*fd < 0)
+		return fail("not attached (no %s/%s); run 'starttls-guard "
+			    "attach IFACE' first",
+			    STG_PIN_DIR, name);
+	return 0;
+}
+
+/* --- attach -------------------------------------------------------------- */
+
+static const char attach_usage[] =
+	"Usage: starttls-guard attach IFACE... [options]\n"
+	"Load the guard, pin its maps under " STG_PIN_DIR "/ and attach it\n"
+	"to ingress and egress of each IFACE. Run again to change options or\n"
+	"upgrade: the program is swapped atomically, live connections keep\n"
+	"their state. Options not given take their defaults.\n"
+	"\n"
+	"  -p, --port N         guard server port N (repeatable; default 25)\n"
+	"  -m, --monitor        count and record violations, reset nothing\n"
+	"  -d, --default ACTION for hosts not in the host map: require-tls\n"
+	"                       (default), deny or exempt\n"
+	"      --tc-mode MODE   auto (default: TCX, else clsact), tcx, clsact\n"
+	"  -v, --verbose        show libbpf's debug output\n"
+	"  -h, --help           this help\n";
+
+static int parse_action(const char *s)
+{
+	for (unsigned int i = 0; i < sizeof(action_names) / sizeof(*action_names); i++)
+		if (!strcmp(s, action_names[i]))
+			return i;
+	return -1;
+}
+
+static int parse_port(const char *s)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v == 0 || v > 65535)
+		return -1;
+	return v;
+}
+
+/* The interface's link type must carry Ethernet headers: the program
+ * parses them (loopback has zeroed ones). Asked of the kernel rather than
+ * of /sys, which may belong to another network namespace. */
+static int check_link_type(const char *ifname)
+{
+	struct ifreq ifr = {};
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), type;
+
+	if (fd < 0)
+		return 0;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	type = ioctl(fd, SIOCGIFHWADDR, &ifr) ? -1 : ifr.ifr_hwaddr.sa_family;
+	close(fd);
+	if (type >= 0 && type != ARPHRD_ETHER && type != ARPHRD_LOOPBACK)
+		return fail("%s is not an Ethernet device (link type %d): "
+			    "layer-3 devices (WireGuard, tun) are not supported",
+			    ifname, type);
+	return 0;
+}
+
+/* Point every map of the object at its pin, so that a second load reuses
+ * the maps (and the connections) of the first. */
+static int set_pins(struct bpf_object *obj)
+{
+	struct bpf_map *map;
+	char path[128];
+
+	bpf_object__for_each_map(map, obj) {
+		snprintf(path, sizeof(path), STG_PIN_DIR "/%s",
+			 bpf_map__name(map));
+		if (bpf_map__set_pin_path(map, path))
+			return -1;
+	}
+	return 0;
+}
+
+static int cmd_attach(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "port", required_argument, NULL, 'p' },
+		{ "monitor", no_argument, NULL, 'm' },
+		{ "default", required_argument, NULL, 'd' },
+		{ "tc-mode", required_argument, NULL, 'T' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct stg_config cfg = { .mode = STG_MODE_ENFORCE,
+				  .default_action = STG_ACT_REQUIRE_TLS };
+	enum stg_tc_want want = STG_WANT_AUTO;
+	struct starttls_guard_bpf *skel = NULL;
+	int nifs, *ifindex = NULL, *done = NULL, lock = -1, rc = 1, err;
+	bool any_port = false;
+	__u32 zero = 0;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "p:md:vh", opts, NULL)) != -1) {
+		int v;
+
+		switch (opt) {
+		case 'p':
+			v = parse_port(optarg);
+			if (v < 0)
+				return fail("bad port '%s': expected 1-65535",
+					    optarg);
+			cfg.ports[v >> 6] |= 1ULL << (v & 63);
+			any_port = true;
+			break;
+		case 'm':
+			cfg.mode = STG_MODE_MONITOR;
+			break;
+		case 'd':
+			v = parse_action(optarg);
+			if (v < 0)
+				return fail("bad default action '%s': expected "
+					    "require-tls, deny or exempt",
+					    optarg);
+			cfg.default_action = v;
+			break;
+		case 'T':
+			if (!strcmp(optarg, "auto"))
+				want = STG_WANT_AUTO;
+			else if (!strcmp(optarg, "tcx"))
+				want = STG_WANT_TCX;
+			else if (!strcmp(optarg, "clsact"))
+				want = STG_WANT_CLSACT;
+			else
+				return fail("bad --tc-mode '%s': expected auto, "
+					    "tcx or clsact",
+					    optarg);
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			fputs(attach_usage, stdout);
+			return 0;
+		default:
+			die_usage(attach_usage);
+		}
+	}
+	nifs = argc - optind;
+	if (nifs < 1)
+		die_usage(attach_usage);
+	if (!any_port)
+		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
+
+	ifindex = calloc(nifs, sizeof(*ifindex));
+	done = calloc(nifs, sizeof(*done));
+	if (!ifindex || !done)
+		goto out;
+	for (int i = 0; i < nifs; i++) {
+		const char *name = argv[optind + i];
+
+		if (strlen(name) >= IFNAMSIZ ||
+		    !(ifindex[i] = if_nametoindex(name))) {
+			fail("no such interface: %s", name);
+			goto out;
+		}
+		if (check_link_type(name))
+			goto out;
+	}
+	if (check_env(true))
+		goto out;
+	lock = lock_pin_dir(true);
+	if (lock < 0) {
+		fail("couldn't create %s: %s", STG_PIN_DIR, strerror(-lock));
+		goto out;
+	}
+
+	skel = starttls_guard_bpf__open();
+	if (!skel || set_pins(skel->obj)) {
+		fail("couldn't open the BPF object: %s", strerror(errno));
+		goto out;
+	}
+	err = starttls_guard_bpf__load(skel);
+	if (err) {
+		fail("couldn't load the BPF program: %s (run with -v for the "
+		     "verifier log; if a pinned map in %s no longer matches "
+		     "this version, run 'starttls-guard detach' first)",
+		     strerror(-err), STG_PIN_DIR);
+		goto out;
+	}
+
+	/* Config first, then the scanners, then the hooks: a packet never
+	 * meets a half-configured guard. */
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.settings), &zero, &cfg,
+				BPF_ANY)) {
+		fail("couldn't write the configuration: %s", strerror(errno));
+		goto out;
+	}
+	int jmp = bpf_map__fd(skel->maps.jmp);
+	__u32 slot_cli = STG_JMP_CLI, slot_srv = STG_JMP_SRV;
+	int fd_cli = bpf_program__fd(skel->progs.stg_scan_cli);
+	int fd_srv = bpf_program__fd(skel->progs.stg_scan_srv);
+
+	if (bpf_map_update_elem(jmp, &slot_cli, &fd_cli, BPF_ANY) ||
+	    bpf_map_update_elem(jmp, &slot_srv, &fd_srv, BPF_ANY)) {
+		fail("couldn't install the payload scanners: %s",
+		     strerror(errno));
+		goto out;
+	}
+
+	int ifmap = bpf_map__fd(skel->maps.ifaces);
+
+	for (int i = 0; i < nifs; i++) {
+		struct stg_iface cur, now;
+		bool had = !bpf_map_lookup_elem(ifmap, &ifindex[i], &cur);
+
+		err = stg_tc_attach(ifindex[i], argv[optind + i],
+				    bpf_program__fd(skel->progs.stg_ingress),
+				    bpf_program__fd(skel->progs.stg_egress),
+				    want, had ? &cur : NULL, &now);
+		if (err)
+			goto undo;
+		if (!had)
+			done[i] = 1;
+		bpf_map_update_elem(ifmap, &ifindex[i], &now, BPF_ANY);
+		printf("attached to %s (%s)\n", argv[optind + i],
+		       now.mode == STG_TC_TCX ? "tcx" : "clsact");
+	}
+	rc = 0;
+	goto out;
+undo:
+	/* Leave nothing half-attached: undo the interfaces this run added. */
+	for (int i = 0; i < nifs; i++) {
+		struct stg_iface cur;
+
+		if (!done[i] || bpf_map_lookup_elem(ifmap, &ifindex[i], &cur))
+			continue;
+		stg_tc_detach(ifindex[i], &cur);
+		bpf_map_delete_elem(ifmap, &ifindex[i]);
+	}
+	if (bpf_map_get_next_key(ifmap, NULL, &zero)) {
+		/* Nothing attached anywhere: remove the pins too. */
+		bpf_object__unpin_maps(skel->obj, NULL);
+		rmdir(STG_PIN_DIR);
+	}
+out:
+	if (rc && skel && lock >= 0 && !bpf_map__is_pinned(skel->maps.ifaces))
+		rmdir(STG_PIN_DIR); /* load failed before anything was pinned */
+	starttls_guard_bpf__destroy(skel);
+	if (lock >= 0)
+		close(lock);
+	free(ifindex);
+	free(done);
+	return rc;
+}
+
+/* --- detach -------------------------------------------------------------- */
+
+static const char detach_usage[] =
+	"Usage: starttls-guard detach [IFACE...]\n"
+	"Detach the guard from each IFACE (from all when none is named). When\n"
+	"no interface is left, remove the pinned maps and " STG_PIN_DIR "/.\n"
+	"Exits 0 when nothing was attached.\n";
+
+static const char *const pinned_maps[] = {
+	"settings", "conns", "hosts", "counters", "scratch", "jmp", "ifaces",
+};
+
+static int cmd_detach(int argc, char **argv)
+{
+	int ifmap, lock, rc = 0;
+	__u32 key, next;
+
+	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		fputs(detach_usage, stdout);
+		return 0;
+	}
+	for (int i = 1; i < argc; i++)
+		if (argv[i][0] == '-')
+			die_usage(detach_usage);
+	if (check_env(false))
+		return geteuid() == 0 ? 0 : 1; /* no bpffs: nothing attached */
+	lock = lock_pin_dir(false);
+	if (lock == -ENOENT)
+		return 0;
+	if (lock < 0)
+		return fail("couldn't open %s: %s", STG_PIN_DIR, strerror(-lock));
+	ifmap = map_get("ifaces");
+	if (ifmap >= 0 && argc > 1) {
+		for (int i = 1; i < argc; i++) {
+			struct stg_iface cur;
+			int idx = if_nametoindex(argv[i]);
+
+			if (!idx || bpf_map_lookup_elem(ifmap, &idx, &cur)) {
+				rc = fail("not attached to %s", argv[i]);
+				continue;
+			}
+			stg_tc_detach(idx, &cur);
+			bpf_map_delete_elem(ifmap, &idx);
+			printf("detached from %s\n", argv[i]);
+		}
+	} else if (ifmap >= 0) {
+		while (!bpf_map_get_next_key(ifmap, NULL, &key)) {
+			struct stg_iface cur;
+
+			if (!bpf_map_lookup_elem(ifmap, &key, &cur)) {
+				stg_tc_detach(key, &cur);
+				printf("detached from %s\n", cur.name);
+			}
+			bpf_map_delete_elem(ifmap, &key);
+		}
+	}
+	if (ifmap < 0 || bpf_map_get_next_key(ifmap, NULL, &next)) {
+		char path[128];
+
+		for (unsigned int i = 0; i < sizeof(pinned_maps) / sizeof(*pinned_maps); i++) {
+			snprintf(path, sizeof(path), STG_PIN_DIR "/%s",
+				 pinned_maps[i]);
+			unlink(path);
+		}
+		if (rmdir(STG_PIN_DIR) && errno != ENOENT)
+			rc = fail("couldn't remove %s: %s (something else is "
+				  "pinned there)",
+				  STG_PIN_DIR, strerror(errno));
+	}
+	if (ifmap >= 0)
+		close(ifmap);
+	close(lock);
+	return rc;
+}
+
+/* --- status -------------------------------------------------------------- */
+
+static int read_config(struct stg_config *cfg)
+{
+	__u32 zero = 0;
+	int fd, err;
+
+	if (open_pinned("settings", &fd))
+		return 1;
+	err = bpf_map_lookup_elem(fd, &zero, cfg);
+	close(fd);
+	if (err)
+		return fail("couldn't read the configuration: %s",
+			    strerror(errno));
+	return 0;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	struct stg_config cfg;
+	__u32 key, *prev = NULL;
+	int ifmap, conns, n = 0;
+	struct stg_conn_key ck, *cprev = NULL;
+
+	(void)argv;
+	if (argc > 1) {
+		fputs("Usage: starttls-guard status\n"
+		      "Show where the guard is attached and how it is "
+		      "configured.\n",
+		      argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
+		return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+	}
+	if (check_env(false) || read_config(&cfg) || open_pinned("ifaces", &ifmap))
+		return 1;
+	printf("mode:            %s\n",
+	       cfg.mode == STG_MODE_MONITOR ? "monitor" : "enforce");
+	printf("default action:  %s\n", action_names[cfg.default_action % 3]);
+	printf("ports:          ");
+	for (int p = 1; p < 65536; p++)
+		if ((cfg.ports[p >> 6] >> (p & 63)) & 1)
+			printf(" %d", p);
+	printf("\ninterfaces:     ");
+	while (!bpf_map_get_next_key(ifmap, prev, &key)) {
+		struct stg_iface it;
+
+		if (!bpf_map_lookup_elem(ifmap, &key, &it))
+			printf(" %s (%s)", it.name,
+			       it.mode == STG_TC_TCX ? "tcx" : "clsact");
+		prev = &key;
+	}
+	close(ifmap);
+	if (!open_pinned("conns", &conns)) {
+		while (!bpf_map_get_next_key(conns, cprev, &ck)) {
+			n++;
+			cprev = &ck;
+		}
+		close(conns);
+	}
+	printf("\nconnections:     %d tracked\n", n);
+	return 0;
+}
+
+/* --- allow --------------------------------------------------------------- */
+
+static const char allow_usage[] =
+	"Usage: starttls-guard allow add CIDR [--deny]\n"
+	"       starttls-guard allow del CIDR\n"
+	"       starttls-guard allow list\n"
+	"Edit the host map live. A connection whose client or server is in a\n"
+	"CIDR gets its action (the longest prefix wins): 'add' makes it exempt\n"
+	"(plaintext allowed), 'add --deny' refuses it with a reset at its SYN.\n"
+	"Changes apply to connections that start afterwards.\n";
+
+static int cmd_allow(int argc, char **argv)
+{
+	struct stg_host_key k;
+	int fd, rc = 0;
+
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		if (argc < 2)
+			die_usage(allow_usage);
+		fputs(allow_usage, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "list") && argc == 2) {
+		struct stg_host_key key, *prev = NULL;
+		char buf[64];
+
+		if (check_env(false) || open_pinned("hosts", &fd))
+			return 1;
+		while (!bpf_map_get_next_key(fd, prev, &key)) {
+			struct stg_host h;
+
+			if (!bpf_map_lookup_elem(fd, &key, &h)) {
+				stg_cidr_format(&key, buf, sizeof(buf));
+				printf("%-44s %s\n", buf,
+				       action_names[h.action % 3]);
+			}
+			prev = &key;
+		}
+		close(fd);
+		return 0;
+	}
+	bool add = !strcmp(argv[1], "add"), del = !strcmp(argv[1], "del");
+	bool deny = argc == 4 && !strcmp(argv[3], "--deny");
+
+	if (!(add && (argc == 3 || deny)) && !(del && argc == 3))
+		die_usage(allow_usage);
+	if (stg_cidr_parse(argv[2], &k))
+		return fail("bad CIDR '%s': expected an address or "
+			    "address/prefix with no host bits set, e.g. "
+			    "192.0.2.0/24 or 2001:db8::/32",
+			    argv[2]);
+	if (check_env(false) || open_pinned("hosts", &fd))
+		return 1;
+	if (add) {
+		struct stg_host h = {
+			.action = deny ? STG_ACT_DENY : STG_ACT_EXEMPT,
+			.prefixlen = k.prefixlen,
+		};
+
+		if (bpf_map_update_elem(fd, &k, &h, BPF_ANY))
+			rc = fail("couldn't add %s: %s", argv[2],
+				  strerror(errno));
+	} else if (bpf_map_delete_elem(fd, &k)) {
+		rc = fail("couldn't delete %s: %s", argv[2],
+			  errno == ENOENT ? "not in the host map"
+					  : strerror(errno));
+	}
+	close(fd);
+	return rc;
+}
+
+/* --- stats --------------------------------------------------------------- */
+
+static int cmd_stats(int argc, char **argv)
+{
+	int ncpu = libbpf_num_possible_cpus(), fd;
+	__u64 sum[STG_C_MAX] = {}, resets = 0;
+	bool json = argc == 2 && !strcmp(argv[1], "--json");
+	__u64 *vals;
+
+	if (argc > 1 && !json) {
+		bool help = !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help");
+
+		fputs("Usage: starttls-guard stats [--json]\n"
+		      "Show the counters, summed over CPUs.\n",
+		      help ? stdout : stderr);
+		return help ? 0 : 2;
+	}
+	if (ncpu <= 0)
+		return fail("couldn't count CPUs: %s", strerror(-ncpu));
+	if (check_env(false) || open_pinned("counters", &fd))
+		return 1;
+	vals = calloc(ncpu, sizeof(*vals)); /* value_size 8: no padding */
+	if (!vals)
+		return fail("out of memory");
+	for (__u32 i = 0; i < STG_C_MAX; i++) {
+		if (bpf_map_lookup_elem(fd, &i, vals))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			sum[i] += vals[c];
+	}
+	free(vals);
+	close(fd);
+	for (int r = 1; r < STG_R_MAX; r++)
+		resets += sum[STG_C_RESETS + r];
+
+	if (json) {
+		printf("{");
+		for (int i = 0; i < STG_C_RESETS; i++)
+			printf("\"%s\":%llu,", counter_names[i],
+			       (unsigned long long)sum[i]);
+		printf("\"resets\":%llu,\"resets_by_reason\":{",
+		       (unsigned long long)resets);
+		for (int r = 1; r < STG_R_MAX; r++)
+			printf("%s\"%s\":%llu", r > 1 ? "," : "",
+			       reason_names[r],
+			       (unsigned long long)sum[STG_C_RESETS + r]);
+		printf("}}\n");
+		return 0;
+	}
+	for (int i = 0; i < STG_C_RESETS; i++)
+		printf("%-26s %llu\n", counter_names[i],
+		       (unsigned long long)sum[i]);
+	printf("%-26s %llu\n", "resets", (unsigned long long)resets);
+	for (int r = 1; r < STG_R_MAX; r++)
+		printf("  %-24s %llu\n", reason_names[r],
+		       (unsigned long long)sum[STG_C_RESETS + r]);
+	return 0;
+}
+
+/* --- main ---------------------------------------------------------------- */
+
+static const char usage[] =
+	"Usage: starttls-guard COMMAND [ARGS]\n"
+	"Reset SMTP connections that send a plaintext command before STARTTLS.\n"
+	"\n"
+	"Commands:\n"
+	"  attach IFACE... [--port N]... [--monitor] [--default ACTION]\n"
+	"                           attach to interfaces (or update options)\n"
+	"  detach [IFACE...]        detach (from all when none is named)\n"
+	"  status                   where it is attached, mode, ports\n"
+	"  allow add CIDR [--deny] | allow del CIDR | allow list\n"
+	"                           exempt or deny hosts, live\n"
+	"  stats [--json]           counters\n"
+	"\n"
+	"'starttls-guard COMMAND --help' tells more. Needs root.\n";
+
+int main(int argc, char **argv)
+{
+	libbpf_set_print(libbpf_print);
+	if (argc < 2)
+		die_usage(usage);
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	argv++;
+	argc--;
+	if (!strcmp(argv[0], "attach"))
+		return cmd_attach(argc, argv);
+	if (!strcmp(argv[0], "detach"))
+		return cmd_detach(argc, argv);
+	if (!strcmp(argv[0], "status"))
+		return cmd_status(argc, argv);
+	if (!strcmp(argv[0], "allow"))
+		return cmd_allow(argc, argv);
+	if (!strcmp(argv[0], "stats"))
+		return cmd_stats(argc, argv);
+	fprintf(stderr, "starttls-guard: unknown command '%s'\n\n", argv[0]);
+	die_usage(usage);
+	return 2;
+}
