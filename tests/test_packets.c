@@ -1,0 +1,724 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Packet tests: the real TC program, loaded from the skeleton with private
+ * maps (nothing pinned, no interface touched), fed crafted packets through
+ * BPF_PROG_TEST_RUN. Each test walks connections through the state machine
+ * and checks verdicts, the connection's phase, the counters and, for
+ * resets, the RST that comes out (flags, sequence numbers, checksums).
+ *
+ * Ends with "N passed, N failed". Run as root.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "pkt.h"
+#include "starttls_guard.h"
+#include "starttls_guard.skel.h"
+
+#define PASS 0xffffffffu /* TC_ACT_UNSPEC: let the packet (and others) go on */
+#define OK 0u		 /* TC_ACT_OK: the packet rewritten into an RST */
+#define SHOT 2u		 /* TC_ACT_SHOT */
+
+#define F_FIN 0x01
+#define F_SYN 0x02
+#define F_RST 0x04
+#define F_PSH 0x08
+#define F_ACK 0x10
+
+static struct starttls_guard_bpf *skel;
+static int failed_checks;
+static struct pkt out;	/* the last packet as the program left it */
+
+static void check(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ok)
+		return;
+	failed_checks++;
+	fputs("    ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+}
+
+/* --- set-up -------------------------------------------------------------- */
+
+static void configure(int mode, int def, const int *ports)
+{
+	struct stg_config cfg = { .mode = mode, .default_action = def };
+	__u32 zero = 0;
+
+	for (; *ports; ports++)
+		cfg.ports[*ports >> 6] |= 1ULL << (*ports & 63);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.settings), &zero, &cfg, 0);
+}
+
+static void host_set(const char *addr, int plen, int action)
+{
+	struct stg_host_key k = { 0 };
+	struct stg_host h = { .action = action };
+
+	if (strchr(addr, ':')) {
+		inet_pton(AF_INET6, addr, k.addr);
+		k.prefixlen = plen;
+	} else {
+		k.addr[10] = k.addr[11] = 0xff;
+		inet_pton(AF_INET, addr, k.addr + 12);
+		k.prefixlen = 96 + plen;
+	}
+	h.prefixlen = k.prefixlen;
+	bpf_map_update_elem(bpf_map__fd(skel->maps.hosts), &k, &h, 0);
+}
+
+/* Empty every map between tests and set the default configuration. */
+static void reset_maps(void)
+{
+	static const int port25[] = { 25, 0 };
+	int fds[] = { bpf_map__fd(skel->maps.conns),
+		      bpf_map__fd(skel->maps.hosts) };
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 *zeros = calloc(ncpu, sizeof(__u64));
+	char key[64], next[64];
+
+	for (unsigned int i = 0; i < 2; i++)
+		while (!bpf_map_get_next_key(fds[i], NULL, next))
+			bpf_map_delete_elem(fds[i], next);
+	for (__u32 i = 0; i < STG_C_MAX; i++)
+		bpf_map_update_elem(bpf_map__fd(skel->maps.counters), &i,
+				    zeros, 0);
+	free(zeros);
+	(void)key;
+	configure(STG_MODE_ENFORCE, STG_ACT_REQUIRE_TLS, port25);
+}
+
+static __u64 counter(__u32 idx)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 *v = calloc(ncpu, sizeof(__u64)), sum = 0;
+
+	if (!bpf_map_lookup_elem(bpf_map__fd(skel->maps.counters), &idx, v))
+		for (int i = 0; i < ncpu; i++)
+			sum += v[i];
+	free(v);
+	return sum;
+}
+
+static __u64 resets(__u32 reason)
+{
+	return counter(STG_C_RESETS + reason);
+}
+
+/* --- connections --------------------------------------------------------- */
+
+static struct tconn conn4(uint16_t cport)
+{
+	struct tconn c = { .cport = cport, .sport = 25,
+			   .cseq = 1000, .sseq = 50000 };
+
+	c.cli[10] = c.cli[11] = c.srv[10] = c.srv[11] = 0xff;
+	inet_pton(AF_INET, "192.0.2.10", c.cli + 12);
+	inet_pton(AF_INET, "192.0.2.25", c.srv + 12);
+	return c;
+}
+
+static struct tconn conn6(uint16_t cport)
+{
+	struct tconn c = { .v6 = 1, .cport = cport, .sport = 25,
+			   .cseq = 7000, .sseq = 90000 };
+
+	inet_pton(AF_INET6, "2001:db8::10", c.cli);
+	inet_pton(AF_INET6, "2001:db8::25", c.srv);
+	return c;
+}
+
+/* Run one packet through the ingress program; the result stays in out. */
+static __u32 run(const struct pkt *p, bool egress)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p->b,
+		    .data_size_in = p->len, .data_out = out.b,
+		    .data_size_out = sizeof(out.b), .repeat = 1);
+	int fd = bpf_program__fd(egress ? skel->progs.stg_egress
+					: skel->progs.stg_ingress);
+
+	if (bpf_prog_test_run_opts(fd, &o)) {
+		check(false, "BPF_PROG_TEST_RUN: %s", strerror(errno));
+		return 0xdead;
+	}
+	out.len = o.data_size_out;
+	out.l3 = p->l3;
+	out.l4 = p->l4;
+	return o.retval;
+}
+
+/* Send @s (length @n, or strlen) from the client or server of @c with the
+ * next sequence numbers; advance them. Returns the verdict. */
+static __u32 sendn(struct tconn *c, int c2s, const char *s, size_t n)
+{
+	struct pkt p;
+	__u32 r;
+
+	pkt_build(&p, c, c2s, F_ACK | F_PSH, c2s ? c->cseq : c->sseq,
+		  c2s ? c->sseq : c->cseq, s, n, NULL, 0);
+	r = run(&p, false);
+	if (c2s)
+		c->cseq += n;
+	else
+		c->sseq += n;
+	return r;
+}
+
+static __u32 cli(struct tconn *c, const char *s)
+{
+	return sendn(c, 1, s, strlen(s));
+}
+
+static __u32 srv(struct tconn *c, const char *s)
+{
+	return sendn(c, 0, s, strlen(s));
+}
+
+/* SYN, SYN-ACK (the guard starts tracking here), ACK. */
+static void handshake(struct tconn *c)
+{
+	struct pkt p;
+
+	pkt_build(&p, c, 1, F_SYN, c->cseq - 1, 0, NULL, 0, NULL, 0);
+	check(run(&p, false) == PASS, "SYN not passed");
+	pkt_build(&p, c, 0, F_SYN | F_ACK, c->sseq - 1, c->cseq, NULL, 0,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "SYN-ACK not passed");
+	pkt_build(&p, c, 1, F_ACK, c->cseq, c->sseq, NULL, 0, NULL, 0);
+	check(run(&p, false) == PASS, "ACK not passed");
+}
+
+/* Handshake, greeting, EHLO and its reply. */
+static void to_ehlo(struct tconn *c)
+{
+	handshake(c);
+	check(srv(c, "220 mx.example.org ESMTP\r\n") == PASS, "greeting");
+	check(cli(c, "EHLO c.example.org\r\n") == PASS, "EHLO");
+	check(srv(c, "250-mx.example.org\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+		      == PASS, "EHLO reply");
+}
+
+static const char hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+
+static void to_tls(struct tconn *c)
+{
+	to_ehlo(c);
+	check(cli(c, "STARTTLS\r\n") == PASS, "STARTTLS");
+	check(srv(c, "220 2.0.0 Ready to start TLS\r\n") == PASS, "220");
+	check(sendn(c, 1, hello, sizeof(hello) - 1) == PASS, "ClientHello");
+}
+
+static int phase(const struct tconn *c)
+{
+	struct stg_conn_key k = { .cli_port = c->cport, .srv_port = c->sport };
+	struct stg_conn v;
+
+	memcpy(k.cli_addr, c->cli, 16);
+	memcpy(k.srv_addr, c->srv, 16);
+	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.conns), &k, &v))
+		return -1;
+	return v.smtp.phase;
+}
+
+/* The packet that came out is an RST|ACK along the original direction
+ * with these sequence numbers, 20 bytes of TCP, right checksums. */
+static void check_rst(const struct tconn *c, uint32_t seq, uint32_t ack)
+{
+	const struct tcphdr *th = (const void *)(out.b + out.l4);
+
+	check(out.len == out.l4 + 20, "RST length %u, want %u", out.len,
+	      out.l4 + 20);
+	check(out.b[out.l4 + 13] == (F_RST | F_ACK), "RST flags 0x%02x",
+	      out.b[out.l4 + 13]);
+	check(ntohl(th->seq) == seq, "RST seq %u, want %u", ntohl(th->seq),
+	      seq);
+	check(ntohl(th->ack_seq) == ack, "RST ack %u, want %u",
+	      ntohl(th->ack_seq), ack);
+	check(pkt_csum_ok(out.b, out.len, out.l3, c->v6), "RST checksums");
+}
+
+/* --- tests --------------------------------------------------------------- */
+
+/* A plaintext MAIL FROM after EHLO: dropped, RST to both ends with the
+ * sequence numbers Linux accepts (case 40), later packets dropped (20). */
+static void t_mail_after_ehlo(int v6)
+{
+	struct tconn c = v6 ? conn6(40001) : conn4(40001);
+	uint32_t seq, ack;
+
+	to_ehlo(&c);
+	seq = c.cseq;
+	ack = c.sseq;
+	check(cli(&c, "MAIL FROM:<alice@example.org>\r\n") == OK,
+	      "MAIL FROM not reset");
+	check_rst(&c, seq, ack);
+	check(phase(&c) == STG_BLOCKED, "phase %d, want blocked", phase(&c));
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "plaintext_command = %llu",
+	      (unsigned long long)resets(STG_R_PLAINTEXT_COMMAND));
+	/* The retransmission of the offending segment, and anything else,
+	 * is dropped until the entry goes. */
+	c.cseq = seq;
+	check(cli(&c, "MAIL FROM:<alice@example.org>\r\n") == SHOT,
+	      "retransmission passed");
+	check(srv(&c, "250 ok\r\n") == SHOT, "server data passed");
+	check(counter(STG_C_BLOCKED_DROPS) == 2, "blocked drops");
+}
+
+static void t_mail_v4(void) { t_mail_after_ehlo(0); }
+static void t_mail_v6(void) { t_mail_after_ehlo(1); }
+
+/* Each client line in @lines (after EHLO) gets @want. */
+static void expect_line(const char *line, __u32 want, __u32 reason)
+{
+	struct tconn c = conn4(40100);
+
+	to_ehlo(&c);
+	check(cli(&c, line) == want, "verdict for \"%s\"", line);
+	if (reason)
+		check(resets(reason) == 1, "reason %u not counted", reason);
+}
+
+static void t_forbidden_verbs(void)
+{
+	static const char *const bad[] = {
+		"MAIL FROM:<>\r\n", "RCPT TO:<bob@example.org>\r\n", "DATA\r\n",
+		"BDAT 9 LAST\r\nMAIL FROM", "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+		"VRFY alice\r\n", "EXPN staff\r\n", "ETRN example.org\r\n",
+		"XCLIENT ADDR=192.0.2.10\r\n", "XXXXXXXX\r\n", "FOO\r\n",
+		" MAIL FROM:<>\r\n", "\r\n", "STARTTLSX\r\n",
+	};
+	struct tconn c = conn4(40101);
+
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		reset_maps();
+		expect_line(bad[i], OK, STG_R_PLAINTEXT_COMMAND);
+	}
+	/* a NUL inside a verb */
+	reset_maps();
+	to_ehlo(&c);
+	check(sendn(&c, 1, "EHLO\0 x\r\n", 9) == OK, "NUL in a verb");
+}
+
+static void t_allowed_verbs(void)
+{
+	static const char *const good[] = {
+		"NOOP\r\n", "RSET\r\n", "HELP\r\n", "QUIT\r\n", "noop\n",
+		"helo c.example.org\r\n", "EhLo c\r\n",
+	};
+
+	for (unsigned int i = 0; i < sizeof(good) / sizeof(*good); i++) {
+		reset_maps();
+		expect_line(good[i], PASS, 0);
+	}
+}
+
+/* Cases 12, 22, 24: lowercase, bare LF, pipelining: one reset each. */
+static void t_lowercase_barelf_pipelined(void)
+{
+	expect_line("mail FROM:<alice@example.org>\r\n", OK,
+		    STG_R_PLAINTEXT_COMMAND);
+	reset_maps();
+	expect_line("NOOP\nMAIL FROM:<alice@example.org>\n", OK,
+		    STG_R_PLAINTEXT_COMMAND);
+	reset_maps();
+	expect_line("EHLO x\r\r\nMAIL FROM:<alice@example.org>\r\n", OK,
+		    STG_R_PLAINTEXT_COMMAND);
+	reset_maps();
+	expect_line("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>"
+		    "\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\n",
+		    OK, STG_R_PLAINTEXT_COMMAND);
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "pipeline: one reset");
+}
+
+/* Case 6: a verb split over segments, down to a byte per segment. */
+static void t_split_lines(void)
+{
+	struct tconn c = conn4(40200);
+
+	to_ehlo(&c);
+	check(cli(&c, "NO") == PASS, "NO");
+	check(cli(&c, "OP\r") == PASS, "OP CR");
+	check(cli(&c, "\n") == PASS, "LF");
+	check(cli(&c, "M") == OK, "M: not a prefix of any allowed verb");
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "split MAIL counted");
+
+	reset_maps();
+	c = conn4(40201);
+	to_ehlo(&c);
+	check(cli(&c, "START") == PASS, "START");
+	check(cli(&c, "TLS\r\n") == PASS, "TLS CRLF");
+	check(srv(&c, "220 go ahead\r\n") == PASS, "220");
+	check(sendn(&c, 1, "\x16", 1) == PASS, "first hello byte");
+	check(phase(&c) == STG_TLS_GO, "still waiting for the record header");
+	check(sendn(&c, 1, hello + 1, sizeof(hello) - 2) == PASS, "rest");
+	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
+}
+
+/* STARTTLS answered 220, then a ClientHello: encrypted, not parsed. */
+static void t_starttls_220(int v6)
+{
+	struct tconn c = v6 ? conn6(40300) : conn4(40300);
+
+	to_tls(&c);
+	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
+	check(counter(STG_C_TLS_UPGRADES) == 1, "tls_upgrades");
+	/* Ciphertext that happens to read like commands (case 26). */
+	check(cli(&c, "MAIL FROM:<alice@example.org>\r\n") == PASS,
+	      "TLS data judged");
+	check(srv(&c, "\x17\x03\x03\x00\x10" "AUTH PLAIN xx") == PASS,
+	      "server TLS data");
+}
+
+static void t_tls_v4(void) { t_starttls_220(0); }
+static void t_tls_v6(void) { t_starttls_220(1); }
+
+/* Cases 8, 9: STARTTLS refused (454, 400, 472): plaintext rules stay. */
+static void t_starttls_refused(void)
+{
+	static const char *const replies[] = {
+		"454 4.7.0 TLS not available due to local problem\r\n",
+		"400 try later\r\n", "472 no\r\n",
+	};
+
+	for (unsigned int i = 0; i < 3; i++) {
+		struct tconn c = conn4(40400 + i);
+
+		reset_maps();
+		to_ehlo(&c);
+		check(cli(&c, "STARTTLS\r\n") == PASS, "STARTTLS");
+		check(srv(&c, replies[i]) == PASS, "refusal");
+		check(phase(&c) == STG_PLAIN, "phase %d, want plain",
+		      phase(&c));
+		check(counter(STG_C_STARTTLS_REFUSED) == 1, "refused count");
+		check(cli(&c, "MAIL FROM:<alice@example.org>\r\n") == OK,
+		      "MAIL after refusal passed");
+	}
+}
+
+/* Cases 1, 2: bytes after STARTTLS before its reply. */
+static void t_injection(void)
+{
+	struct tconn c = conn4(40500);
+
+	to_ehlo(&c);
+	check(cli(&c, "STARTTLS\r\nMAIL FROM:<alice@example.org>\r\n") == OK,
+	      "same-segment injection");
+	check(resets(STG_R_STARTTLS_INJECTION) == 1, "injection counted");
+
+	reset_maps();
+	c = conn4(40501);
+	handshake(&c);
+	srv(&c, "220 mx ESMTP\r\n");
+	check(cli(&c, "EHLO c.example.org\r\nSTARTTLS\r\nAUTH PLAIN AGFs\r\n")
+		      == OK, "pipelined AUTH after STARTTLS");
+	check(resets(STG_R_STARTTLS_INJECTION) == 1, "case 2 counted");
+
+	reset_maps();
+	c = conn4(40502);
+	to_ehlo(&c);
+	check(cli(&c, "STARTTLS\r\n") == PASS, "STARTTLS");
+	check(cli(&c, "RSET\r\n") == OK, "second segment before reply");
+}
+
+/* Non-TLS bytes after the 220 go-ahead; server bytes in that window. */
+static void t_after_220(void)
+{
+	struct tconn c = conn4(40600);
+
+	to_ehlo(&c);
+	cli(&c, "STARTTLS\r\n");
+	srv(&c, "220 ready\r\n");
+	check(cli(&c, "MAIL FROM:<alice@example.org>\r\n") == OK,
+	      "plaintext after 220");
+	check(resets(STG_R_NOT_TLS_AFTER_220) == 1, "not_tls_after_220");
+
+	reset_maps();
+	c = conn4(40601);
+	to_ehlo(&c);
+	cli(&c, "STARTTLS\r\n");
+	check(srv(&c, "220 Ready\r\n250-AUTH PLAIN") == OK,
+	      "response injection (case 3)");
+	check(resets(STG_R_RESPONSE_INJECTION) == 1, "response_injection");
+}
+
+/* Retransmissions are not judged twice; overlap judged from the next
+ * byte; a segment beyond a gap is dropped without advancing (case 60). */
+static void t_sequence(void)
+{
+	struct tconn c = conn4(40700);
+	uint32_t at;
+
+	to_ehlo(&c);
+	at = c.cseq;
+	check(cli(&c, "NOOP\r\n") == PASS, "NOOP");
+	c.cseq = at;
+	check(cli(&c, "NOOP\r\n") == PASS, "retransmitted NOOP");
+	check(counter(STG_C_RETRANSMITS) == 1, "retransmission counted");
+	/* overlap: the old NOOP plus a new MAIL: judged from the new byte */
+	c.cseq = at;
+	check(cli(&c, "NOOP\r\nMAIL FROM:<a@example.org>\r\n") == OK,
+	      "overlap carrying MAIL passed");
+
+	reset_maps();
+	c = conn4(40701);
+	to_ehlo(&c);
+	at = c.cseq;
+	c.cseq += 6; /* a gap: "NOOP\r\n" not seen yet */
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == SHOT,
+	      "out of order not dropped");
+	check(counter(STG_C_OUT_OF_ORDER) == 1, "out_of_order counted");
+	c.cseq = at;
+	check(cli(&c, "NOOP\r\n") == PASS, "gap filled");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "retransmitted MAIL after the gap");
+}
+
+/* Exempt and denied hosts; the longest prefix wins (cases 18, 59). */
+static void t_hosts(void)
+{
+	struct tconn c = conn4(40800);
+	struct pkt p;
+
+	host_set("192.0.2.0", 24, STG_ACT_DENY);
+	host_set("192.0.2.10", 32, STG_ACT_EXEMPT);
+	to_ehlo(&c);
+	check(phase(&c) == STG_EXEMPT, "phase %d, want exempt", phase(&c));
+	check(cli(&c, "XCLIENT ADDR=192.0.2.77\r\n") == PASS, "exempt XCLIENT");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == PASS, "exempt MAIL");
+	check(counter(STG_C_EXEMPT) == 1, "exempt counted once");
+
+	/* 192.0.2.11 is only in the /24: denied at its SYN. */
+	reset_maps();
+	host_set("192.0.2.0", 24, STG_ACT_DENY);
+	host_set("192.0.2.10", 32, STG_ACT_EXEMPT);
+	c = conn4(40801);
+	inet_pton(AF_INET, "192.0.2.11", c.cli + 12);
+	pkt_build(&p, &c, 1, F_SYN, 999, 0, NULL, 0, "\x02\x04\x05\xb4", 4);
+	check(run(&p, false) == SHOT, "denied SYN not dropped");
+	check(counter(STG_C_DENIED) == 1, "denied counted");
+	check(resets(STG_R_DENIED_HOST) == 1, "denied_host counted");
+	check(phase(&c) == -1, "state made for a SYN");
+
+	/* An IPv6 /32. */
+	reset_maps();
+	host_set("2001:db8::", 32, STG_ACT_EXEMPT);
+	c = conn6(40802);
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == PASS, "v6 exempt");
+
+	/* Default deny. */
+	reset_maps();
+	{
+		static const int port25[] = { 25, 0 };
+
+		configure(STG_MODE_ENFORCE, STG_ACT_DENY, port25);
+	}
+	c = conn4(40803);
+	pkt_build(&p, &c, 1, F_SYN, 999, 0, NULL, 0, NULL, 0);
+	check(run(&p, false) == SHOT, "default deny");
+}
+
+/* Monitor mode: counted, passed, and the flow stops being judged. */
+static void t_monitor(void)
+{
+	static const int port25[] = { 25, 0 };
+	struct tconn c = conn4(40900);
+
+	configure(STG_MODE_MONITOR, STG_ACT_REQUIRE_TLS, port25);
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == PASS,
+	      "monitor mode dropped");
+	check(counter(STG_C_MONITOR_HITS) == 1, "monitor_violations");
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 0, "counted as a reset");
+	check(phase(&c) == STG_MONITORED, "phase %d", phase(&c));
+	check(cli(&c, "RCPT TO:<b@example.org>\r\n") == PASS, "later packet");
+}
+
+/* Traffic that is not ours passes untouched; ports are configurable. */
+static void t_other_traffic(void)
+{
+	static const int ports[] = { 25, 587, 0 };
+	struct tconn c = conn4(41000);
+	struct pkt p;
+
+	c.sport = 80;
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == PASS, "port 80");
+	check(phase(&c) == -1, "state for port 80");
+	check(counter(STG_C_PACKETS) == 0, "port 80 inspected");
+
+	configure(STG_MODE_ENFORCE, STG_ACT_REQUIRE_TLS, ports);
+	c = conn4(41001);
+	c.sport = 587;
+	to_ehlo(&c);
+	check(cli(&c, "AUTH LOGIN\r\n") == OK, "port 587 not guarded");
+
+	/* a UDP datagram to port 25 */
+	c = conn4(41002);
+	pkt_build(&p, &c, 1, F_ACK, 1, 1, "MAIL", 4, NULL, 0);
+	p.b[p.l3 + 9] = IPPROTO_UDP;
+	check(run(&p, false) == PASS, "UDP");
+}
+
+/* Case 61: TCP option bytes are not payload; case 46: IPv4 options;
+ * VLAN tags in the packet. */
+static void t_headers(void)
+{
+	struct tconn c = conn4(41100);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, NULL, 0,
+		  "\x01\x01\x08\x0aMAIL\x00\x00\x00\x01", 12);
+	check(run(&p, false) == PASS, "TCP options read as payload");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK, "then MAIL");
+
+	reset_maps();
+	c = conn4(41101);
+	c.ip_opts = 1;
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK, "IPv4 options");
+	check_rst(&c, c.cseq - 27, c.sseq);
+
+	reset_maps();
+	c = conn4(41102);
+	c.vlan = 1;
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK, "VLAN");
+	check(out.b[12] == 0x81 && out.b[13] == 0x00, "RST lost its VLAN tag");
+	check_rst(&c, c.cseq - 27, c.sseq);
+}
+
+/* Fragments of a guarded connection cannot be judged at TC: dropped. */
+static void t_fragments(void)
+{
+	struct tconn c = conn4(41200);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "MAIL", 4, NULL, 0);
+	p.b[p.l3 + 6] = 0x20; /* MF */
+	check(run(&p, false) == SHOT, "first fragment passed");
+	check(resets(STG_R_UNINSPECTABLE) == 1, "fragment counted");
+	p.b[p.l3 + 6] = 0x00;
+	p.b[p.l3 + 7] = 0x10; /* offset: no TCP header, ports unknown */
+	check(run(&p, false) == PASS, "later fragment judged as TCP");
+}
+
+/* Picked up mid-stream (attached after the connection began). */
+static void t_pickup(void)
+{
+	struct tconn c = conn4(41300);
+
+	check(sendn(&c, 1, "\x17\x03\x03\x00\x05hello", 10) == PASS,
+	      "TLS picked up");
+	check(phase(&c) == STG_TLS, "pickup tls phase %d", phase(&c));
+	check(counter(STG_C_PICKUPS) == 1, "pickup counted");
+	c = conn4(41301);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "plaintext MAIL picked up");
+}
+
+/* Egress (outbound): the same verdicts from the egress program. */
+static void t_egress(void)
+{
+	struct tconn c = conn4(41400);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq, "AUTH LOGIN\r\n",
+		  12, NULL, 0);
+	check(run(&p, true) == OK, "egress AUTH");
+	check_rst(&c, c.cseq, c.sseq);
+}
+
+/* A SYN-ACK with a new initial sequence number starts afresh (port
+ * reuse after a reset). */
+static void t_reuse(void)
+{
+	struct tconn c = conn4(41500);
+
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK, "reset");
+	c.cseq = 5000;
+	c.sseq = 80000;
+	to_ehlo(&c);
+	check(phase(&c) == STG_PLAIN, "not afresh: phase %d", phase(&c));
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} tests[] = {
+	{ "IPv4 MAIL FROM after EHLO is reset; RST seq/ack (cases 19, 20, 40)", t_mail_v4 },
+	{ "IPv6 MAIL FROM after EHLO is reset", t_mail_v6 },
+	{ "forbidden verbs reset: default deny (cases 5, 19, 20, 23)", t_forbidden_verbs },
+	{ "allowed verbs pass", t_allowed_verbs },
+	{ "lowercase, bare LF, pipelining (cases 12, 22, 24)", t_lowercase_barelf_pipelined },
+	{ "split lines (cases 6, 33)", t_split_lines },
+	{ "IPv4 STARTTLS + 220 + ClientHello is TLS (case 26)", t_tls_v4 },
+	{ "IPv6 STARTTLS + 220 + ClientHello is TLS", t_tls_v6 },
+	{ "STARTTLS refused stays plaintext (cases 8, 9)", t_starttls_refused },
+	{ "injection after STARTTLS (cases 1, 2)", t_injection },
+	{ "after 220: not TLS, response injection (case 3)", t_after_220 },
+	{ "retransmission, overlap, gap (case 60)", t_sequence },
+	{ "exempt and deny CIDRs (cases 18, 59)", t_hosts },
+	{ "monitor mode", t_monitor },
+	{ "other traffic and ports", t_other_traffic },
+	{ "TCP options, IPv4 options, VLAN (cases 45, 46, 61)", t_headers },
+	{ "IP fragments (case 42)", t_fragments },
+	{ "mid-stream pickup", t_pickup },
+	{ "egress hook (case 29)", t_egress },
+	{ "SYN-ACK with a new ISN starts afresh", t_reuse },
+};
+
+int main(int argc, char **argv)
+{
+	int passed = 0, failed = 0;
+	__u32 slot_cli = STG_JMP_CLI, slot_srv = STG_JMP_SRV;
+	int fd_cli, fd_srv;
+
+	(void)argc;
+	(void)argv;
+	skel = starttls_guard_bpf__open_and_load();
+	if (!skel) {
+		fprintf(stderr, "couldn't load the program: %s\n",
+			strerror(errno));
+		printf("0 passed, 1 failed\n");
+		return 1;
+	}
+	fd_cli = bpf_program__fd(skel->progs.stg_scan_cli);
+	fd_srv = bpf_program__fd(skel->progs.stg_scan_srv);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.jmp), &slot_cli, &fd_cli, 0);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.jmp), &slot_srv, &fd_srv, 0);
+
+	for (unsigned int i = 0; i < sizeof(tests) / sizeof(*tests); i++) {
+		int before = failed_checks;
+
+		reset_maps();
+		tests[i].fn();
+		if (failed_checks == before) {
+			passed++;
+			printf("ok - packet: %s\n", tests[i].name);
+		} else {
+			failed++;
+			printf("FAIL - packet: %s\n", tests[i].name);
+		}
+	}
+	starttls_guard_bpf__destroy(skel);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
