@@ -99,7 +99,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
-	__type(key, __u32);
+	__type(key, struct stg_iface_key);
 	__type(value, struct stg_iface);
 } ifaces SEC(".maps");
 

@@ -109,10 +109,17 @@ struct stg_host {
 	__u32 prefixlen;	/* same as the key's: the longest match wins */
 };
 
-/* Where the guard is attached: the "ifaces" map, keyed by ifindex,
- * written and read by the loader only. */
+/* Where the guard is attached: the "ifaces" map, written and read by the
+ * loader only. An ifindex means something only in its network namespace,
+ * so the key names both. */
+struct stg_iface_key {
+	__u64 netns;		/* inode of the network namespace */
+	__u32 ifindex;
+	__u32 pad;
+};
+
 enum stg_tc_mode {
-	STG_TC_TCX = 1,		/* TCX links, pinned as link_<ifindex>_{in,eg} */
+	STG_TC_TCX = 1,		/* TCX links, pinned as link_<netns>_<ifindex>_{in,eg} */
 	STG_TC_CLSACT = 2,	/* cls_bpf filters under a clsact qdisc */
 };
 

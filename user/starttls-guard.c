@@ -154,6 +154,15 @@ static int open_pinned(const char *name, int *fd)
 	return 0;
 }
 
+/* The inode of this process's network namespace: with the ifindex, it
+ * names an interface. */
+static __u64 current_netns(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/net", &st) ? 0 : st.st_ino;
+}
+
 /* --- attach -------------------------------------------------------------- */
 
 static const char attach_usage[] =
@@ -244,7 +253,8 @@ static int cmd_attach(int argc, char **argv)
 				  .default_action = STG_ACT_REQUIRE_TLS };
 	enum stg_tc_want want = STG_WANT_AUTO;
 	struct starttls_guard_bpf *skel = NULL;
-	int nifs, *ifindex = NULL, *done = NULL, lock = -1, rc = 1, err;
+	int nifs, *done = NULL, lock = -1, rc = 1, err;
+	struct stg_iface_key *ifk = NULL;
 	bool any_port = false;
 	__u32 zero = 0;
 	int opt;
@@ -300,15 +310,16 @@ static int cmd_attach(int argc, char **argv)
 	if (!any_port)
 		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
 
-	ifindex = calloc(nifs, sizeof(*ifindex));
+	ifk = calloc(nifs, sizeof(*ifk));
 	done = calloc(nifs, sizeof(*done));
-	if (!ifindex || !done)
+	if (!ifk || !done)
 		goto out;
 	for (int i = 0; i < nifs; i++) {
 		const char *name = argv[optind + i];
 
+		ifk[i].netns = current_netns();
 		if (strlen(name) >= IFNAMSIZ ||
-		    !(ifindex[i] = if_nametoindex(name))) {
+		    !(ifk[i].ifindex = if_nametoindex(name))) {
 			fail("no such interface: %s", name);
 			goto out;
 		}
@@ -360,9 +371,9 @@ static int cmd_attach(int argc, char **argv)
 
 	for (int i = 0; i < nifs; i++) {
 		struct stg_iface cur, now;
-		bool had = !bpf_map_lookup_elem(ifmap, &ifindex[i], &cur);
+		bool had = !bpf_map_lookup_elem(ifmap, &ifk[i], &cur);
 
-		err = stg_tc_attach(ifindex[i], argv[optind + i],
+		err = stg_tc_attach(&ifk[i], argv[optind + i],
 				    bpf_program__fd(skel->progs.stg_ingress),
 				    bpf_program__fd(skel->progs.stg_egress),
 				    want, had ? &cur : NULL, &now);
@@ -370,7 +381,7 @@ static int cmd_attach(int argc, char **argv)
 			goto undo;
 		if (!had)
 			done[i] = 1;
-		bpf_map_update_elem(ifmap, &ifindex[i], &now, BPF_ANY);
+		bpf_map_update_elem(ifmap, &ifk[i], &now, BPF_ANY);
 		printf("attached to %s (%s)\n", argv[optind + i],
 		       now.mode == STG_TC_TCX ? "tcx" : "clsact");
 	}
@@ -381,12 +392,12 @@ undo:
 	for (int i = 0; i < nifs; i++) {
 		struct stg_iface cur;
 
-		if (!done[i] || bpf_map_lookup_elem(ifmap, &ifindex[i], &cur))
+		if (!done[i] || bpf_map_lookup_elem(ifmap, &ifk[i], &cur))
 			continue;
-		stg_tc_detach(ifindex[i], &cur);
-		bpf_map_delete_elem(ifmap, &ifindex[i]);
+		stg_tc_detach(&ifk[i], &cur);
+		bpf_map_delete_elem(ifmap, &ifk[i]);
 	}
-	if (bpf_map_get_next_key(ifmap, NULL, &zero)) {
+	if (bpf_map_get_next_key(ifmap, NULL, &ifk[0])) {
 		/* Nothing attached anywhere: remove the pins too. */
 		bpf_object__unpin_maps(skel->obj, NULL);
 		rmdir(STG_PIN_DIR);
@@ -397,7 +408,7 @@ out:
 	starttls_guard_bpf__destroy(skel);
 	if (lock >= 0)
 		close(lock);
-	free(ifindex);
+	free(ifk);
 	free(done);
 	return rc;
 }
@@ -416,8 +427,9 @@ static const char *const pinned_maps[] = {
 
 static int cmd_detach(int argc, char **argv)
 {
+	struct stg_iface_key key, next, *prev = NULL;
+	__u64 netns = current_netns();
 	int ifmap, lock, rc = 0;
-	__u32 key, next;
 
 	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		fputs(detach_usage, stdout);
@@ -434,29 +446,33 @@ static int cmd_detach(int argc, char **argv)
 	if (lock < 0)
 		return fail("couldn't open %s: %s", STG_PIN_DIR, strerror(-lock));
 	ifmap = map_get("ifaces");
-	if (ifmap >= 0 && argc > 1) {
-		for (int i = 1; i < argc; i++) {
-			struct stg_iface cur;
-			int idx = if_nametoindex(argv[i]);
+	for (int i = 1; ifmap >= 0 && i < argc; i++) {
+		struct stg_iface_key k = { .netns = netns,
+					   .ifindex = if_nametoindex(argv[i]) };
+		struct stg_iface cur;
 
-			if (!idx || bpf_map_lookup_elem(ifmap, &idx, &cur)) {
-				rc = fail("not attached to %s", argv[i]);
-				continue;
-			}
-			stg_tc_detach(idx, &cur);
-			bpf_map_delete_elem(ifmap, &idx);
-			printf("detached from %s\n", argv[i]);
+		if (!k.ifindex || bpf_map_lookup_elem(ifmap, &k, &cur)) {
+			rc = fail("not attached to %s", argv[i]);
+			continue;
 		}
-	} else if (ifmap >= 0) {
-		while (!bpf_map_get_next_key(ifmap, NULL, &key)) {
-			struct stg_iface cur;
+		stg_tc_detach(&k, &cur);
+		bpf_map_delete_elem(ifmap, &k);
+		printf("detached from %s\n", argv[i]);
+	}
+	/* Without names: every interface of this network namespace. */
+	while (ifmap >= 0 && argc == 1 &&
+	       !bpf_map_get_next_key(ifmap, prev, &key)) {
+		struct stg_iface cur;
 
-			if (!bpf_map_lookup_elem(ifmap, &key, &cur)) {
-				stg_tc_detach(key, &cur);
-				printf("detached from %s\n", cur.name);
-			}
-			bpf_map_delete_elem(ifmap, &key);
+		if (key.netns != netns ||
+		    bpf_map_lookup_elem(ifmap, &key, &cur)) {
+			prev = &key;
+			continue;
 		}
+		stg_tc_detach(&key, &cur);
+		bpf_map_delete_elem(ifmap, &key);
+		printf("detached from %s\n", cur.name);
+		prev = NULL;
 	}
 	if (ifmap < 0 || bpf_map_get_next_key(ifmap, NULL, &next)) {
 		char path[128];
@@ -496,8 +512,8 @@ static int read_config(struct stg_config *cfg)
 
 static int cmd_status(int argc, char **argv)
 {
+	struct stg_iface_key key, *prev = NULL;
 	struct stg_config cfg;
-	__u32 key, *prev = NULL;
 	int ifmap, conns, n = 0;
 	struct stg_conn_key ck, *cprev = NULL;
 

@@ -25,20 +25,23 @@
 #define STG_BPF_TCX_INGRESS 46
 #define STG_BPF_TCX_EGRESS 47
 
-void stg_tc_link_path(char *buf, size_t len, int ifindex, bool ingress)
+void stg_tc_link_path(char *buf, size_t len, const struct stg_iface_key *k,
+		      bool ingress)
 {
-	snprintf(buf, len, STG_PIN_DIR "/link_%d_%s", ifindex,
+	snprintf(buf, len, STG_PIN_DIR "/link_%llu_%u_%s",
+		 (unsigned long long)k->netns, k->ifindex,
 		 ingress ? "in" : "eg");
 }
 
 /* --- TCX --------------------------------------------------------------- */
 
-static int tcx_attach_one(int ifindex, int prog, bool ingress)
+static int tcx_attach_one(const struct stg_iface_key *k, int prog,
+			  bool ingress)
 {
 	char path[128];
 	int fd, err;
 
-	stg_tc_link_path(path, sizeof(path), ifindex, ingress);
+	stg_tc_link_path(path, sizeof(path), k, ingress);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {
 		/* Already attached: swap the program, no gap. */
@@ -46,7 +49,7 @@ static int tcx_attach_one(int ifindex, int prog, bool ingress)
 		close(fd);
 		return err ? -errno : 0;
 	}
-	fd = bpf_link_create(prog, ifindex,
+	fd = bpf_link_create(prog, k->ifindex,
 			     ingress ? STG_BPF_TCX_INGRESS : STG_BPF_TCX_EGRESS,
 			     NULL);
 	if (fd < 0)
@@ -56,12 +59,12 @@ static int tcx_attach_one(int ifindex, int prog, bool ingress)
 	return err;
 }
 
-static void tcx_detach_one(int ifindex, bool ingress)
+static void tcx_detach_one(const struct stg_iface_key *k, bool ingress)
 {
 	char path[128];
 	int fd;
 
-	stg_tc_link_path(path, sizeof(path), ifindex, ingress);
+	stg_tc_link_path(path, sizeof(path), k, ingress);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {
 		bpf_link_detach(fd); /* even if someone else holds it open */
@@ -202,9 +205,9 @@ static int clsact_attach(int ifindex, const char *ifname, int prog_in,
 
 /* --- either ------------------------------------------------------------ */
 
-int stg_tc_attach(int ifindex, const char *ifname, int prog_in, int prog_eg,
-		  enum stg_tc_want want, const struct stg_iface *cur,
-		  struct stg_iface *out)
+int stg_tc_attach(const struct stg_iface_key *k, const char *ifname,
+		  int prog_in, int prog_eg, enum stg_tc_want want,
+		  const struct stg_iface *cur, struct stg_iface *out)
 {
 	int err;
 
@@ -214,23 +217,24 @@ int stg_tc_attach(int ifindex, const char *ifname, int prog_in, int prog_eg,
 	/* Switching modes: take the old attachment down first. */
 	if (cur && ((want == STG_WANT_TCX && cur->mode != STG_TC_TCX) ||
 		    (want == STG_WANT_CLSACT && cur->mode != STG_TC_CLSACT))) {
-		stg_tc_detach(ifindex, cur);
+		stg_tc_detach(k, cur);
 		cur = NULL;
 	}
 	if (cur && cur->mode == STG_TC_CLSACT)
-		return clsact_attach(ifindex, ifname, prog_in, prog_eg, cur, out);
+		return clsact_attach(k->ifindex, ifname, prog_in, prog_eg, cur,
+				     out);
 
 	if (want != STG_WANT_CLSACT) {
-		err = tcx_attach_one(ifindex, prog_in, true);
+		err = tcx_attach_one(k, prog_in, true);
 		if (!err)
-			err = tcx_attach_one(ifindex, prog_eg, false);
+			err = tcx_attach_one(k, prog_eg, false);
 		if (!err) {
 			out->mode = STG_TC_TCX;
 			return 0;
 		}
 		if (!cur) {
-			tcx_detach_one(ifindex, true);
-			tcx_detach_one(ifindex, false);
+			tcx_detach_one(k, true);
+			tcx_detach_one(k, false);
 		}
 		if (want == STG_WANT_TCX || cur) {
 			fprintf(stderr, "Couldn't attach to %s with TCX: %s\n",
@@ -239,18 +243,18 @@ int stg_tc_attach(int ifindex, const char *ifname, int prog_in, int prog_eg,
 		}
 		/* No TCX in this kernel (before 6.6): clsact. */
 	}
-	return clsact_attach(ifindex, ifname, prog_in, prog_eg, NULL, out);
+	return clsact_attach(k->ifindex, ifname, prog_in, prog_eg, NULL, out);
 }
 
-int stg_tc_detach(int ifindex, const struct stg_iface *cur)
+int stg_tc_detach(const struct stg_iface_key *k, const struct stg_iface *cur)
 {
 	if (cur->mode == STG_TC_TCX) {
-		tcx_detach_one(ifindex, true);
-		tcx_detach_one(ifindex, false);
+		tcx_detach_one(k, true);
+		tcx_detach_one(k, false);
 	} else {
-		clsact_detach_one(ifindex, true);
-		clsact_detach_one(ifindex, false);
-		clsact_release(ifindex, cur);
+		clsact_detach_one(k->ifindex, true);
+		clsact_detach_one(k->ifindex, false);
+		clsact_release(k->ifindex, cur);
 	}
 	return 0;
 }

@@ -14,19 +14,22 @@ enum stg_tc_want {
 };
 
 /*
- * Attach (or atomically replace) @prog_in and @prog_eg on @ifindex.
+ * Attach (or atomically replace) @prog_in and @prog_eg on interface @k
+ * (of the current network namespace).
  * @cur: what is attached there now (NULL if nothing); @out: what is
  * attached after. Returns 0 or -errno, having undone its own half-done
  * work and printed one line saying what failed.
  */
-int stg_tc_attach(int ifindex, const char *ifname, int prog_in, int prog_eg,
+int stg_tc_attach(const struct stg_iface_key *k, const char *ifname, int prog_in, int prog_eg,
 		  enum stg_tc_want want, const struct stg_iface *cur,
 		  struct stg_iface *out);
 
-/* Remove what stg_tc_attach() made on @ifindex. Returns 0 or -errno. */
-int stg_tc_detach(int ifindex, const struct stg_iface *cur);
+/* Remove what stg_tc_attach() made on @k (clsact filters only from the
+ * current network namespace). Returns 0 or -errno. */
+int stg_tc_detach(const struct stg_iface_key *k, const struct stg_iface *cur);
 
-/* Path of the pinned TCX link of @ifindex for ingress or egress. */
-void stg_tc_link_path(char *buf, size_t len, int ifindex, bool ingress);
+/* Path of the pinned TCX link of @k for ingress or egress. */
+void stg_tc_link_path(char *buf, size_t len, const struct stg_iface_key *k,
+		      bool ingress);
 
 #endif /* STG_TC_H */

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+#
+# End-to-end tests: the guard attached to a veth between two network
+# namespaces, a real Postfix offering STARTTLS on one side, real clients
+# (swaks, Python's smtplib) on the other. Each test attaches, sends real
+# mail, checks what the clients saw and what Postfix logged and delivered,
+# and detaches. Prints "ok - e2e: NAME" / "FAIL - e2e: NAME" lines.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+G_BIN=${G_BIN:-$here/../build/starttls-guard}
+source "$here/lib/lab.sh"
+
+passed=0
+failed=0
+cleanup() {
+	guard_srv detach >/dev/null 2>&1
+	guard_cli detach >/dev/null 2>&1
+	lab_down
+}
+trap cleanup EXIT
+
+# The guard runs in the host's mount namespace (its bpffs) but in the
+# namespace of the interface it attaches to.
+guard_srv() { nsenter --net="/run/netns/$LAB_SRV_NS" "$G_BIN" "$@"; }
+guard_cli() { nsenter --net="/run/netns/$LAB_CLI_NS" "$G_BIN" "$@"; }
+
+# Counter from "stats --json" of the guard attached in namespace $1.
+counter() {
+	nsenter --net="/run/netns/$1" "$G_BIN" stats --json |
+		python3 -c 'import json,sys; d=json.load(sys.stdin); k=sys.argv[1].split("."); v=d[k[0]]; print(v[k[1]] if len(k)>1 else v)' "$2"
+}
+
+run_test() {
+	local name=$1 out
+	shift
+	lab_log_mark
+	if out=$("$@" 2>&1); then
+		passed=$((passed + 1))
+		echo "ok - e2e: $name"
+	else
+		failed=$((failed + 1))
+		echo "FAIL - e2e: $name"
+		printf '%s\n' "$out" | sed 's/^/    /'
+	fi
+	guard_srv detach >/dev/null 2>&1
+	guard_cli detach >/dev/null 2>&1
+}
+
+expect() { # expect WANT_RC DESCRIPTION CMD...
+	local want=$1 what=$2 rc
+	shift 2
+	"$@"
+	rc=$?
+	if [ "$rc" != "$want" ]; then
+		echo "$what: exit $rc, want $want"
+		return 1
+	fi
+}
+
+nothing_left() {
+	local ns
+	if [ -e /sys/fs/bpf/starttls-guard ]; then
+		echo "/sys/fs/bpf/starttls-guard left behind"; return 1
+	fi
+	for ns in "$LAB_SRV_NS" "$LAB_CLI_NS"; do
+		if ip netns exec "$ns" tc qdisc show | grep -q clsact; then
+			echo "clsact left in $ns"; return 1
+		fi
+		if nsenter --net="/run/netns/$ns" bpftool net show 2>/dev/null |
+			grep -q stg_; then
+			echo "program left attached in $ns"; return 1
+		fi
+	done
+}
+
+# --- tests -------------------------------------------------------------------
+
+# Plaintext MAIL FROM is reset before Postfix reads it (cases 19, 39);
+# a STARTTLS session through the same guard delivers.
+t_inbound() { # ADDR
+	local t=tok$RANDOM$RANDOM
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	expect 3 "smtplib plaintext (want a reset)" \
+		lab_smtp_client --server "$1" --token "p$t" || return 1
+	lab_log_has_mail_from "$([ "${1#*:}" != "$1" ] && echo "$LAB_CLI6" || echo "$LAB_CLI4")"
+	[ $? = 1 ] || { echo "Postfix saw MAIL from the reset session"; lab_log; return 1; }
+	lab_delivered "p$t" && { echo "plaintext message delivered"; return 1; }
+	expect 0 "smtplib STARTTLS" \
+		lab_smtp_client --server "$1" --starttls --token "s$t" || return 1
+	lab_wait_delivered "s$t" || { echo "STARTTLS message not delivered"; return 1; }
+	lab_swaks --to bob@example.org --server "$1" --tls \
+		--header "Subject: w$t" >/dev/null || { echo "swaks --tls failed"; return 1; }
+	lab_wait_delivered "w$t" || { echo "swaks message not delivered"; return 1; }
+	local sw
+	sw=$(lab_swaks --to bob@example.org --server "$1" --header "Subject: x$t" 2>&1)
+	grep -qiE "reset by peer|closed connection unexpectedly" <<<"$sw" ||
+		{ echo "swaks plaintext not reset:"; echo "$sw"; return 1; }
+	lab_delivered "x$t" && { echo "swaks plaintext delivered"; return 1; }
+	[ "$(counter "$LAB_SRV_NS" resets_by_reason.plaintext_command)" = 2 ] ||
+		{ echo "plaintext_command counter:"; guard_srv stats; return 1; }
+	[ "$(counter "$LAB_SRV_NS" tls_upgrades)" = 2 ] ||
+		{ echo "tls_upgrades counter:"; guard_srv stats; return 1; }
+}
+
+# Exempt and denied clients, edited live (case 18, 59).
+t_hosts() {
+	local t=tok$RANDOM$RANDOM
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	guard_srv allow add "$LAB_CLI4_ALT/32" || return 1
+	guard_srv allow add "$LAB_CLI6_ALT" || return 1
+	guard_srv allow list | grep -q "^$LAB_CLI4_ALT/32 *exempt" || { guard_srv allow list; return 1; }
+	expect 0 "exempt IPv4 plaintext" lab_smtp_client --server "$LAB_SRV4" \
+		--source "$LAB_CLI4_ALT" --token "e4$t" || return 1
+	expect 0 "exempt IPv6 plaintext" lab_smtp_client --server "$LAB_SRV6" \
+		--source "$LAB_CLI6_ALT" --token "e6$t" || return 1
+	lab_wait_delivered "e6$t" || return 1
+	expect 3 "other client still reset" lab_smtp_client --server "$LAB_SRV4" \
+		--token "n$t" || return 1
+	guard_srv allow del "$LAB_CLI4_ALT/32" || return 1
+	guard_srv allow add "$LAB_CLI4_ALT/32" --deny || return 1
+	local rc
+	lab_smtp_client --server "$LAB_SRV4" --source "$LAB_CLI4_ALT" --token "d$t"
+	rc=$?
+	[ "$rc" = 4 ] || [ "$rc" = 3 ] || { echo "denied client got exit $rc"; return 1; }
+	[ "$(counter "$LAB_SRV_NS" denied_connections)" -ge 1 ] || return 1
+}
+
+# Attached on the client's side (outbound): the same enforcement (case 29).
+t_outbound() {
+	local t=tok$RANDOM$RANDOM
+	guard_cli attach "$LAB_CLI_IF" >/dev/null || return 1
+	expect 3 "outbound plaintext" lab_smtp_client --server "$LAB_SRV4" \
+		--token "p$t" || return 1
+	lab_log_has_mail_from "$LAB_CLI4"
+	[ $? = 1 ] || { echo "Postfix saw MAIL"; return 1; }
+	expect 0 "outbound STARTTLS" lab_smtp_client --server "$LAB_SRV6" \
+		--starttls --token "s$t" || return 1
+	lab_wait_delivered "s$t" || return 1
+}
+
+# The clsact path: same verdicts; our qdisc goes with us; a foreign
+# filter on the same hook stays (cases 50, 51, 52).
+t_clsact() {
+	local t=tok$RANDOM$RANDOM
+	guard_srv attach "$LAB_SRV_IF" --tc-mode clsact | grep -q clsact || return 1
+	ip netns exec "$LAB_SRV_NS" tc filter show dev "$LAB_SRV_IF" ingress | grep -q stg_ingress ||
+		{ echo "no clsact ingress filter"; return 1; }
+	ip netns exec "$LAB_SRV_NS" tc qdisc show dev "$LAB_SRV_IF" root | grep -q clsact &&
+		{ echo "filter on the root qdisc"; return 1; }
+	expect 3 "clsact plaintext" lab_smtp_client --server "$LAB_SRV4" --token "p$t" || return 1
+	expect 0 "clsact STARTTLS" lab_smtp_client --server "$LAB_SRV4" --starttls --token "s$t" || return 1
+	guard_srv detach >/dev/null || return 1
+	nothing_left || return 1
+	# A clsact that was there before us, with someone else's filter.
+	ip netns exec "$LAB_SRV_NS" tc qdisc add dev "$LAB_SRV_IF" clsact || return 1
+	ip netns exec "$LAB_SRV_NS" tc filter add dev "$LAB_SRV_IF" ingress prio 9 \
+		u32 match u32 0 0 || return 1
+	guard_srv attach "$LAB_SRV_IF" --tc-mode clsact >/dev/null || return 1
+	guard_srv detach >/dev/null || return 1
+	ip netns exec "$LAB_SRV_NS" tc filter show dev "$LAB_SRV_IF" ingress | grep -q u32 ||
+		{ echo "foreign filter removed"; return 1; }
+	ip netns exec "$LAB_SRV_NS" tc qdisc del dev "$LAB_SRV_IF" clsact
+}
+
+# After detach plaintext works again, and nothing is left.
+t_detach() {
+	local t=tok$RANDOM$RANDOM
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	guard_cli attach "$LAB_CLI_IF" >/dev/null || return 1
+	guard_srv status | grep -q "interfaces: .*$LAB_SRV_IF" || { guard_srv status; return 1; }
+	guard_srv detach "$LAB_SRV_IF" >/dev/null || return 1
+	guard_cli detach >/dev/null || return 1
+	nothing_left || return 1
+	expect 0 "detach again with nothing attached" guard_srv detach || return 1
+	expect 0 "plaintext after detach" lab_smtp_client --server "$LAB_SRV4" \
+		--token "a$t" || return 1
+	lab_wait_delivered "a$t" || return 1
+}
+
+# Re-attach with new options keeps live connections' state.
+t_reattach() {
+	local t=tok$RANDOM$RANDOM
+	guard_srv attach "$LAB_SRV_IF" --monitor >/dev/null || return 1
+	expect 0 "monitor mode passes plaintext" lab_smtp_client --server "$LAB_SRV4" \
+		--token "m$t" || return 1
+	[ "$(counter "$LAB_SRV_NS" monitor_violations)" = 1 ] || return 1
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	guard_srv status | grep -q "mode: *enforce" || return 1
+	[ "$(counter "$LAB_SRV_NS" monitor_violations)" = 1 ] || { echo "counters lost on re-attach"; return 1; }
+	expect 3 "enforced after re-attach" lab_smtp_client --server "$LAB_SRV4" \
+		--token "r$t" || return 1
+}
+
+# Errors: one line, non-zero exit, nothing half-attached.
+t_errors() {
+	local out
+	out=$(guard_srv attach nosuchif0 2>&1) && return 1
+	[ "$(wc -l <<<"$out")" = 1 ] || { echo "$out"; return 1; }
+	grep -q "no such interface: nosuchif0" <<<"$out" || { echo "$out"; return 1; }
+	guard_srv attach "$LAB_SRV_IF" nosuchif0 2>/dev/null && return 1
+	nothing_left || return 1
+	guard_srv attach "$LAB_SRV_IF" --port 0 2>/dev/null && return 1
+	guard_srv attach "$LAB_SRV_IF" --default maybe 2>/dev/null && return 1
+	nothing_left || return 1
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	for bad in 192.0.2.10/33 300.1.1.1/8 192.0.2.1/24 junk; do
+		guard_srv allow add "$bad" 2>/dev/null && { echo "accepted $bad"; return 1; }
+	done
+	guard_srv allow list | grep -q . && { echo "host map not empty"; return 1; }
+	guard_srv detach >/dev/null || return 1
+	out=$(guard_srv stats 2>&1) && return 1
+	grep -q "not attached" <<<"$out" || { echo "$out"; return 1; }
+	"$G_BIN" --help | grep -q "attach IFACE" || return 1
+}
+
+lab_up || { echo "FAIL - e2e: lab setup"; echo "0 passed, 1 failed"; exit 1; }
+run_test "IPv4: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib)" t_inbound "$LAB_SRV4"
+run_test "IPv6: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib)" t_inbound "$LAB_SRV6"
+run_test "exempt client delivers in plaintext, denied client cannot connect" t_hosts
+run_test "outbound: attached on the client's side" t_outbound
+run_test "clsact mode; foreign filters kept" t_clsact
+run_test "detach: plaintext works again, nothing left" t_detach
+run_test "attach again updates options, keeps state" t_reattach
+run_test "CLI errors leave nothing half-attached" t_errors
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
