@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+# Install the Debian 12 packages that building, the demo and the tests
+# need (only those missing). Run as root.
+set -eu
+pkgs="make clang gcc libbpf-dev libelf-dev zlib1g-dev bpftool iproute2
+      postfix swaks openssl python3 tcpdump util-linux"
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# Postfix asks how to configure itself: not at all (the tests write their
+# own configuration and run it only inside their namespaces).
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
