@@ -333,6 +333,10 @@ static const struct tcase cases[] = {
 	  .steps = { GREETING, EHLO_OK, C("STARTTLSX\r\n", V_PLAIN, .at = AT(8)) } },
 	{ .name = "EHLOX (an allowed verb plus a letter) is a plaintext_command",
 	  .steps = { GREETING, C("EHLOX x\r\n", V_PLAIN, .at = AT(5)) } },
+	{ .name = "bit 7 set on a letter: \\xc5HLO is no EHLO",
+	  .steps = { GREETING, C("\xc5HLO x\r\n", V_PLAIN, .at = AT(4)) } },
+	{ .name = "bit 7 set on a letter: EHL\\xcf is no EHLO",
+	  .steps = { GREETING, C("EHL\xcf x\r\n", V_PLAIN, .at = AT(4)) } },
 	{ .name = "a tab is not a verb separator: EHLO<tab>x",
 	  .steps = { GREETING, C("EHLO\tx\r\n", V_PLAIN, .at = AT(6)) } },
 	{ .name = "leading space \" MAIL\" is a plaintext_command",
@@ -554,6 +558,10 @@ static const struct tcase cases[] = {
 	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
 	{ .name = "case 21: STARTTLS before EHLO answered 220, hello -> TLS",
 	  .steps = { GREETING, STARTTLS_220, HELLO }, .phase = PH(STG_TLS) },
+	{ .name = "a reply with no command outstanding is not counted",
+	  .steps = { GREETING, S("220 mx.example.org again\r\n", OK),
+	    C("EHLO x\r\n", OK), S("250 mx\r\n", OK), STARTTLS_220, HELLO },
+	  .phase = PH(STG_TLS) },
 	{ .name = "a server line that is not a reply (no code) answers nothing",
 	  .steps = { GREETING, C("STARTTLS\r\n", OK),
 	    S("hello\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
@@ -800,7 +808,7 @@ static size_t gen_line(unsigned char *b)
 			for (k = rnd_below(24), i = 0; i < k; i++)
 				b[n++] = 0x20 + rnd_below(0x5f);
 		}
-		if (kind >= 80) {
+		if (kind >= 84) {
 			/* a CR, a NUL or a byte >= 0x80 anywhere */
 			static const unsigned char odd[] = { '\r', 0, 0x80,
 							     0xe9, '\t', ' ' };
@@ -809,6 +817,9 @@ static size_t gen_line(unsigned char *b)
 			memmove(b + k + 1, b + k, n - k);
 			b[k] = odd[rnd_below(sizeof(odd))];
 			n++;
+		} else if (kind >= 80) {
+			/* bit 7 set on a byte: \xc5HLO is no EHLO */
+			b[rnd_below(n)] |= 0x80;
 		}
 	} else if (kind < 96) {
 		const char *l = bad[rnd_below(sizeof(bad) / sizeof(*bad))];
