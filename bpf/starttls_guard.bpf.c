@@ -62,9 +62,10 @@ struct {
 } counters SEC(".maps");
 
 /*
- * Payload is judged by a program of its own, stg_scan, STG_CHUNK bytes a
- * run, which tail-calls itself for the next chunk: this keeps each program
- * small enough for the 5.10 verifier without bpf_loop(). What it needs is
+ * Payload is judged by programs of their own, stg_scan_cli and
+ * stg_scan_srv, STG_CHUNK bytes a run, which tail-call themselves for the
+ * next chunk: this keeps each program small enough for the 5.10 verifier
+ * without bpf_loop(). What they need is
  * handed over here (per CPU: a tail call does not change CPU). Payload is
  * copied into buf with bpf_skb_load_bytes, so it is read the same whether
  * it sits in the linear area or in page fragments.
@@ -205,7 +206,7 @@ static __always_inline int stg_violation(struct __sk_buff *skb,
 }
 
 /* Judge the payload of a packet of connection @c (phase below STG_TLS):
- * in sequence order, then by stg_scan. */
+ * in sequence order, then by the scan programs. */
 static __always_inline int stg_inspect(struct __sk_buff *skb,
 				       struct stg_pkt *p, struct stg_conn *c,
 				       const struct stg_config *cfg,
@@ -232,8 +233,7 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	skip = nxt - seq; /* overlap: judge only what is new */
 	x = bpf_map_lookup_elem(&scratch, &zero);
 	if (!x || p->pay_len - skip > STG_MAX_SCAN)
-		return stg_violation(skb, p, c, cfg, STG_R_UNINSPECTABLE,
-				     ingress);
+		goto uninspectable;
 	x->pkt = *p;
 	x->pos = p->pay_off + skip;
 	x->stop = p->pay_off + p->pay_len;
@@ -243,6 +243,7 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	x->refused = 0;
 	bpf_tail_call(skb, &jmp, p->c2s ? STG_JMP_CLI : STG_JMP_SRV);
 	/* Not reached unless the tail call failed. */
+uninspectable:
 	return stg_violation(skb, p, c, cfg, STG_R_UNINSPECTABLE, ingress);
 }
 
@@ -266,12 +267,15 @@ stg_track(const struct stg_pkt *p, __u32 cli_nxt, __u32 srv_nxt,
 	return bpf_map_lookup_elem(&conns, &p->key);
 }
 
+/* stg_untracked(): the packet's payload is to be judged. */
+#define STG_INSPECT 0x7fff
+
 /* A packet of a connection without state (or a SYN-ACK that starts one
- * afresh). */
+ * afresh). Returns a verdict, or STG_INSPECT with *cp set. */
 static __always_inline int stg_untracked(struct __sk_buff *skb,
 					 struct stg_pkt *p,
 					 const struct stg_config *cfg,
-					 int ingress)
+					 int ingress, struct stg_conn **cp)
 {
 	__u8 syn = p->flags & (STG_TCP_SYN | STG_TCP_ACK);
 	int monitor = cfg->mode == STG_MODE_MONITOR;
@@ -335,7 +339,8 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 	}
 	if (c->smtp.phase != STG_PLAIN)
 		return STG_PASS;
-	return stg_inspect(skb, p, c, cfg, ingress);
+	*cp = c;
+	return STG_INSPECT;
 }
 
 static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
@@ -385,12 +390,16 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	/* A SYN-ACK with another initial sequence number than the one
 	 * tracked is a new connection on the same addresses and ports. */
 	if (!c || (p.flags & (STG_TCP_SYN | STG_TCP_ACK)) == STG_TCP_SYN ||
-	    ((p.flags & STG_TCP_SYN) && !p.c2s && c->srv_nxt != p.seq + 1))
-		return stg_untracked(skb, &p, cfg, ingress);
-	if (c->smtp.phase == STG_BLOCKED)
+	    ((p.flags & STG_TCP_SYN) && !p.c2s && c->srv_nxt != p.seq + 1)) {
+		c = NULL;
+		r = stg_untracked(skb, &p, cfg, ingress, &c);
+		if (r != STG_INSPECT || !c)
+			return r;
+	} else if (c->smtp.phase == STG_BLOCKED) {
 		return TC_ACT_SHOT;
-	if (c->smtp.phase >= STG_TLS)
+	} else if (c->smtp.phase >= STG_TLS) {
 		return STG_PASS;
+	}
 	return stg_inspect(skb, &p, c, cfg, ingress);
 }
 
@@ -400,120 +409,71 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
  * server bytes (stg_scan_srv), then tail-call for the next chunk or
  * finish the packet.
  */
-static __always_inline int stg_scan_next(struct __sk_buff *skb,
-					 struct stg_scan_ctx *x,
-					 struct stg_conn *c,
-					 const struct stg_config *cfg, __u32 n)
+static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 {
-	x->pos += n;
-	if (x->pos < x->stop && c->smtp.phase != STG_TLS) {
-		bpf_tail_call(skb, &jmp, x->pkt.c2s ? STG_JMP_CLI : STG_JMP_SRV);
-		return stg_violation(skb, &x->pkt, c, cfg,
-				     STG_R_UNINSPECTABLE, x->ingress);
-	}
-	if (x->pkt.c2s) {
-		__u32 v = smtp_client_end(&c->smtp);
-
-		if (v)
-			return stg_violation(skb, &x->pkt, c, cfg, v,
-					     x->ingress);
-		c->cli_nxt = x->end_seq;
-	} else {
-		c->srv_nxt = x->end_seq;
-	}
-	if (x->refused)
-		stg_count(STG_C_STARTTLS_REFUSED);
-	if (c->smtp.phase == STG_TLS && x->before != STG_TLS)
-		stg_count(STG_C_TLS_UPGRADES);
-	return STG_PASS;
-}
-
-/* Set up a scan run: the context, the connection and the next chunk in
- * x->buf. Returns the chunk's length, or 0 with *verdict set. */
-static __always_inline __u32 stg_scan_begin(struct __sk_buff *skb,
-					    struct stg_scan_ctx **xp,
-					    struct stg_conn **cp,
-					    struct stg_config **cfgp,
-					    int *verdict)
-{
-	__u32 zero = 0;
-	__u64 n;
+	__u32 zero = 0, reason = STG_R_UNINSPECTABLE;
 	struct stg_scan_ctx *x = bpf_map_lookup_elem(&scratch, &zero);
 	struct stg_config *cfg = bpf_map_lookup_elem(&settings, &zero);
+	struct smtp_state *s;
 	struct stg_conn *c;
+	__u64 n;
 
-	*verdict = TC_ACT_SHOT;
 	if (!x || !cfg)
-		return 0;
+		return TC_ACT_SHOT;
 	c = bpf_map_lookup_elem(&conns, &x->pkt.key);
 	if (!c) {
 		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
-		return 0;
+		return TC_ACT_SHOT;
 	}
+	s = &c->smtp;
 	/* 64-bit, so that the bounds checked are those of the register
 	 * passed to the helper (1 <= n <= STG_CHUNK) */
 	n = x->stop > x->pos ? x->stop - x->pos : 0;
 	if (n > STG_CHUNK)
 		n = STG_CHUNK;
-	if (n == 0 || bpf_skb_load_bytes(skb, x->pos, x->buf, n)) {
-		*verdict = stg_violation(skb, &x->pkt, c, cfg,
-					 STG_R_UNINSPECTABLE, x->ingress);
-		return 0;
+	if (n == 0 || bpf_skb_load_bytes(skb, x->pos, x->buf, n))
+		goto violation;
+	for (__u32 i = 0; i < STG_CHUNK; i++) {
+		if (i >= n || s->phase == STG_TLS)
+			break; /* after the TLS record header: encrypted */
+		reason = c2s ? smtp_client_byte(s, x->buf[i])
+			     : smtp_server_byte(s, x->buf[i], &x->refused);
+		if (reason)
+			goto violation;
+		stg_barrier();
 	}
-	*xp = x;
-	*cp = c;
-	*cfgp = cfg;
-	return n;
+	x->pos += n;
+	if (x->pos < x->stop && s->phase != STG_TLS) {
+		bpf_tail_call(skb, &jmp, c2s ? STG_JMP_CLI : STG_JMP_SRV);
+		reason = STG_R_UNINSPECTABLE; /* out of tail calls */
+		goto violation;
+	}
+	reason = c2s ? smtp_client_end(s) : SMTP_OK;
+	if (reason)
+		goto violation;
+	if (c2s)
+		c->cli_nxt = x->end_seq;
+	else
+		c->srv_nxt = x->end_seq;
+	if (x->refused)
+		stg_count(STG_C_STARTTLS_REFUSED);
+	if (s->phase == STG_TLS && x->before != STG_TLS)
+		stg_count(STG_C_TLS_UPGRADES);
+	return STG_PASS;
+violation:
+	return stg_violation(skb, &x->pkt, c, cfg, reason, x->ingress);
 }
 
 SEC("tc")
 int stg_scan_cli(struct __sk_buff *skb)
 {
-	struct stg_scan_ctx *x = NULL;
-	struct stg_config *cfg = NULL;
-	struct stg_conn *c = NULL;
-	int verdict;
-	__u32 n = stg_scan_begin(skb, &x, &c, &cfg, &verdict);
-
-	if (!n || !x || !c || !cfg)
-		return verdict;
-	for (__u32 i = 0; i < STG_CHUNK; i++) {
-		__u32 v;
-
-		if (i >= n || c->smtp.phase == STG_TLS)
-			break; /* after the TLS record header: encrypted */
-		v = smtp_client_byte(&c->smtp, x->buf[i]);
-		if (v)
-			return stg_violation(skb, &x->pkt, c, cfg, v,
-					     x->ingress);
-		stg_barrier();
-	}
-	return stg_scan_next(skb, x, c, cfg, n);
+	return stg_scan(skb, 1);
 }
 
 SEC("tc")
 int stg_scan_srv(struct __sk_buff *skb)
 {
-	struct stg_scan_ctx *x = NULL;
-	struct stg_config *cfg = NULL;
-	struct stg_conn *c = NULL;
-	int verdict;
-	__u32 n = stg_scan_begin(skb, &x, &c, &cfg, &verdict);
-
-	if (!n || !x || !c || !cfg)
-		return verdict;
-	for (__u32 i = 0; i < STG_CHUNK; i++) {
-		__u32 v;
-
-		if (i >= n)
-			break;
-		v = smtp_server_byte(&c->smtp, x->buf[i], &x->refused);
-		if (v)
-			return stg_violation(skb, &x->pkt, c, cfg, v,
-					     x->ingress);
-		stg_barrier();
-	}
-	return stg_scan_next(skb, x, c, cfg, n);
+	return stg_scan(skb, 0);
 }
 
 SEC("tc")

@@ -73,7 +73,7 @@ struct smtp_state {
 	__u32 cmds;		/* client command lines completed */
 	__u32 replies;		/* final replies to commands (greeting excluded) */
 	__u32 starttls_cmd;	/* number of the STARTTLS command awaiting reply */
-	__u16 cli_pos;		/* bytes into the client line (saturates) */
+	__u16 cli_pos;		/* bytes of the verb read so far */
 	__u16 srv_code;		/* reply code being read */
 	enum stg_phase phase;
 	__u8 cli_line;		/* enum smtp_cline */

@@ -178,18 +178,29 @@ t_detach() {
 	lab_wait_delivered "a$t" || return 1
 }
 
-# Re-attach with new options keeps live connections' state.
+# Re-attach with new options keeps live connections' state: a session
+# held open after EHLO across the re-attach is still tracked (it is not
+# picked up mid-stream afresh) and is judged by the new options.
 t_reattach() {
-	local t=tok$RANDOM$RANDOM
+	local t=tok$RANDOM$RANDOM line rc
 	guard_srv attach "$LAB_SRV_IF" --monitor >/dev/null || return 1
 	expect 0 "monitor mode passes plaintext" lab_smtp_client --server "$LAB_SRV4" \
 		--token "m$t" || return 1
 	[ "$(counter "$LAB_SRV_NS" monitor_violations)" = 1 ] || return 1
+	coproc HELD { lab_smtp_client --server "$LAB_SRV4" --hold --token "h$t"; }
+	read -r -t 20 line <&"${HELD[0]}"
+	[ "$line" = HELD ] || { echo "client did not reach EHLO: $line"; return 1; }
 	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
 	guard_srv status | grep -q "mode: *enforce" || return 1
+	echo go >&"${HELD[1]}"
+	read -r -t 20 line <&"${HELD[0]}"
+	wait "$HELD_PID"
+	rc=$?
+	[ "$rc" = 3 ] || { echo "held session after re-attach: exit $rc ($line)"; return 1; }
 	[ "$(counter "$LAB_SRV_NS" monitor_violations)" = 1 ] || { echo "counters lost on re-attach"; return 1; }
-	expect 3 "enforced after re-attach" lab_smtp_client --server "$LAB_SRV4" \
-		--token "r$t" || return 1
+	[ "$(counter "$LAB_SRV_NS" midstream_pickups)" = 0 ] ||
+		{ echo "the held session's state was lost"; guard_srv stats; return 1; }
+	[ "$(counter "$LAB_SRV_NS" resets_by_reason.plaintext_command)" = 1 ] || return 1
 }
 
 # Errors: one line, non-zero exit, nothing half-attached.

@@ -88,7 +88,7 @@ static void reset_maps(void)
 		      bpf_map__fd(skel->maps.hosts) };
 	int ncpu = libbpf_num_possible_cpus();
 	__u64 *zeros = calloc(ncpu, sizeof(__u64));
-	char key[64], next[64];
+	char next[64];
 
 	for (unsigned int i = 0; i < 2; i++)
 		while (!bpf_map_get_next_key(fds[i], NULL, next))
@@ -97,7 +97,6 @@ static void reset_maps(void)
 		bpf_map_update_elem(bpf_map__fd(skel->maps.counters), &i,
 				    zeros, 0);
 	free(zeros);
-	(void)key;
 	configure(STG_MODE_ENFORCE, STG_ACT_REQUIRE_TLS, port25);
 }
 

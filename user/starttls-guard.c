@@ -4,6 +4,7 @@
  * skeleton), pins its maps under /sys/fs/bpf/starttls-guard/, attaches it
  * to interfaces, edits the host map and reads the counters.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -421,10 +422,6 @@ static const char detach_usage[] =
 	"no interface is left, remove the pinned maps and " STG_PIN_DIR "/.\n"
 	"Exits 0 when nothing was attached.\n";
 
-static const char *const pinned_maps[] = {
-	"settings", "conns", "hosts", "counters", "scratch", "jmp", "ifaces",
-};
-
 static int cmd_detach(int argc, char **argv)
 {
 	struct stg_iface_key key, next, *prev = NULL;
@@ -475,13 +472,15 @@ static int cmd_detach(int argc, char **argv)
 		prev = NULL;
 	}
 	if (ifmap < 0 || bpf_map_get_next_key(ifmap, NULL, &next)) {
-		char path[128];
+		/* Attached nowhere: the pins go (the maps with them). */
+		DIR *dir = opendir(STG_PIN_DIR);
+		struct dirent *e;
 
-		for (unsigned int i = 0; i < sizeof(pinned_maps) / sizeof(*pinned_maps); i++) {
-			snprintf(path, sizeof(path), STG_PIN_DIR "/%s",
-				 pinned_maps[i]);
-			unlink(path);
-		}
+		while (dir && (e = readdir(dir)))
+			if (e->d_name[0] != '.')
+				unlinkat(dirfd(dir), e->d_name, 0);
+		if (dir)
+			closedir(dir);
 		if (rmdir(STG_PIN_DIR) && errno != ENOENT)
 			rc = fail("couldn't remove %s: %s (something else is "
 				  "pinned there)",
@@ -517,7 +516,6 @@ static int cmd_status(int argc, char **argv)
 	int ifmap, conns, n = 0;
 	struct stg_conn_key ck, *cprev = NULL;
 
-	(void)argv;
 	if (argc > 1) {
 		fputs("Usage: starttls-guard status\n"
 		      "Show where the guard is attached and how it is "

@@ -54,6 +54,8 @@ def main():
     ap.add_argument("--source", help="local address to bind")
     ap.add_argument("--starttls", action="store_true")
     ap.add_argument("--token", default="stg-" + uuid.uuid4().hex)
+    ap.add_argument("--hold", action="store_true",
+                    help="after EHLO print HELD and wait for a line on stdin")
     args = ap.parse_args()
 
     src = (args.source, 0) if args.source else None
@@ -100,6 +102,9 @@ def main():
             smtp.starttls(context=ctx)
             stage = "EHLO after STARTTLS"
             smtp.ehlo()
+        if args.hold:
+            print("HELD", flush=True)
+            sys.stdin.readline()
         stage = "MAIL FROM"
         code, resp = smtp.mail("alice@example.org")
         if code != 250:
