@@ -220,7 +220,13 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	if (!p->pay_len)
 		return STG_PASS;
 	if (stg_seq_diff(end, nxt) <= 0) {
-		/* Wholly judged before: a retransmission. */
+		/* Wholly judged before: a retransmission. Unless it starts
+		 * before the first byte tracked: nothing there was judged
+		 * (a forged SYN-ACK can move where tracking starts). */
+		if (stg_seq_diff(seq, p->c2s ? c->cli_base : c->srv_base) < 0) {
+			stg_count(STG_C_OUT_OF_WINDOW);
+			return TC_ACT_SHOT;
+		}
 		stg_count(STG_C_RETRANSMITS);
 		return STG_PASS;
 	}
@@ -255,8 +261,8 @@ stg_track(const struct stg_pkt *p, __u32 cli_nxt, __u32 srv_nxt,
 	struct stg_conn c = {};
 
 	smtp_init(&c.smtp, greeted);
-	c.cli_nxt = cli_nxt;
-	c.srv_nxt = srv_nxt;
+	c.cli_nxt = c.cli_base = cli_nxt;
+	c.srv_nxt = c.srv_base = srv_nxt;
 	if (action == STG_ACT_EXEMPT) {
 		c.smtp.phase = STG_EXEMPT;
 		stg_count(STG_C_EXEMPT);

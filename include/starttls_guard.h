@@ -65,6 +65,7 @@ enum stg_counter {
 	STG_C_DENIED,		/* connections refused (deny action) */
 	STG_C_RETRANSMITS,	/* already judged bytes passed again */
 	STG_C_OUT_OF_ORDER,	/* segments beyond a gap dropped */
+	STG_C_OUT_OF_WINDOW,	/* segments before the tracked start dropped */
 	STG_C_BLOCKED_DROPS,	/* packets of reset connections dropped */
 	STG_C_PICKUPS,		/* connections picked up mid-stream */
 	STG_C_MONITOR_HITS,	/* violations passed in monitor mode */
@@ -95,6 +96,8 @@ struct stg_conn {
 	struct smtp_state smtp;
 	__u32 cli_nxt;		/* next client sequence number expected */
 	__u32 srv_nxt;		/* next server sequence number expected */
+	__u32 cli_base;		/* first client sequence number tracked */
+	__u32 srv_base;		/* first server sequence number tracked */
 	enum stg_reason reason;	/* why it was blocked or monitored */
 };
 

@@ -658,6 +658,23 @@ static void t_reuse(void)
 	check(phase(&c) == STG_PLAIN, "not afresh: phase %d", phase(&c));
 }
 
+/* A forged SYN-ACK that restarts tracking ahead of the real stream must
+ * not turn the real stream into "retransmissions" passed unjudged. */
+static void t_forged_synack(void)
+{
+	struct tconn c = conn4(41600);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, 12345, c.cseq + 100000, NULL, 0,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "forged SYN-ACK");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == SHOT,
+	      "MAIL before the forged start passed");
+	check(counter(STG_C_OUT_OF_WINDOW) == 1, "out_of_window counted");
+	check(counter(STG_C_RETRANSMITS) == 0, "taken as a retransmission");
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -682,6 +699,7 @@ static const struct {
 	{ "mid-stream pickup", t_pickup },
 	{ "egress hook (case 29)", t_egress },
 	{ "SYN-ACK with a new ISN starts afresh", t_reuse },
+	{ "forged SYN-ACK cannot skip the stream", t_forged_synack },
 };
 
 int main(int argc, char **argv)
