@@ -144,6 +144,51 @@ static __always_inline __s32 stg_seq_diff(__u32 a, __u32 b)
 }
 
 /*
+ * Is the connection's server a socket of this host? Then its packets leave
+ * through egress, and one arriving on ingress with new data is forged (a
+ * client spoofing the server's address to feed the guard a "220"). On a
+ * router, or for a local client (outbound), server packets do arrive on
+ * ingress, and no local socket matches.
+ */
+static __always_inline int stg_server_local(struct __sk_buff *skb,
+					    const struct stg_pkt *p)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 len;
+
+	if (p->ipv6) {
+		__builtin_memcpy(t.ipv6.saddr, p->key.cli_addr, 16);
+		__builtin_memcpy(t.ipv6.daddr, p->key.srv_addr, 16);
+		t.ipv6.sport = bpf_htons(p->key.cli_port);
+		t.ipv6.dport = bpf_htons(p->key.srv_port);
+		len = sizeof(t.ipv6);
+	} else {
+		__builtin_memcpy(&t.ipv4.saddr, p->key.cli_addr + 12, 4);
+		__builtin_memcpy(&t.ipv4.daddr, p->key.srv_addr + 12, 4);
+		t.ipv4.sport = bpf_htons(p->key.cli_port);
+		t.ipv4.dport = bpf_htons(p->key.srv_port);
+		len = sizeof(t.ipv4);
+	}
+	sk = bpf_sk_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
+/* New server data or a SYN-ACK arriving on ingress for a local server. */
+static __always_inline int stg_spoofed(struct __sk_buff *skb,
+				       const struct stg_pkt *p, int ingress)
+{
+	if (!ingress || p->c2s || !(p->pay_len || (p->flags & STG_TCP_SYN)) ||
+	    !stg_server_local(skb, p))
+		return 0;
+	stg_count(STG_C_SPOOFED);
+	return 1;
+}
+
+/*
  * Reset the connection: RST to the packet's sender (cloned and sent back
  * out of the interface it came from) and, when @both, to its receiver (the
  * skb itself, rewritten, goes on its way). @fwd_nxt: the next byte the
@@ -230,6 +275,8 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 		stg_count(STG_C_RETRANSMITS);
 		return STG_PASS;
 	}
+	if (stg_spoofed(skb, p, ingress))
+		return TC_ACT_SHOT;
 	if (stg_seq_diff(seq, nxt) > 0) {
 		/* Beyond a gap: judged when the gap is filled (the sender
 		 * retransmits what is never acknowledged). */
@@ -397,6 +444,8 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	 * tracked is a new connection on the same addresses and ports. */
 	if (!c || (p.flags & (STG_TCP_SYN | STG_TCP_ACK)) == STG_TCP_SYN ||
 	    ((p.flags & STG_TCP_SYN) && !p.c2s && c->srv_nxt != p.seq + 1)) {
+		if (stg_spoofed(skb, &p, ingress))
+			return TC_ACT_SHOT;
 		c = NULL;
 		r = stg_untracked(skb, &p, cfg, ingress, &c);
 		if (r != STG_INSPECT || !c)

@@ -66,6 +66,7 @@ enum stg_counter {
 	STG_C_RETRANSMITS,	/* already judged bytes passed again */
 	STG_C_OUT_OF_ORDER,	/* segments beyond a gap dropped */
 	STG_C_OUT_OF_WINDOW,	/* segments before the tracked start dropped */
+	STG_C_SPOOFED,		/* server packets of a local server on ingress */
 	STG_C_BLOCKED_DROPS,	/* packets of reset connections dropped */
 	STG_C_PICKUPS,		/* connections picked up mid-stream */
 	STG_C_MONITOR_HITS,	/* violations passed in monitor mode */

@@ -8,7 +8,10 @@
  *
  * Ends with "N passed, N failed". Run as root.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -658,6 +661,45 @@ static void t_reuse(void)
 	check(phase(&c) == STG_PLAIN, "not afresh: phase %d", phase(&c));
 }
 
+/* A client that forges the local server's address to feed the guard a
+ * go-ahead: server packets of a local server never arrive on ingress. */
+static void t_spoofed_server(void)
+{
+	struct tconn c = conn4(41700);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(25) };
+	int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct pkt p;
+
+	/* a local server (loopback of the test's own namespace) */
+	inet_pton(AF_INET, "127.0.0.25", &sa.sin_addr);
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	check(ls >= 0 && !bind(ls, (void *)&sa, sizeof(sa)) && !listen(ls, 1),
+	      "listen on 127.0.0.25:25: %s", strerror(errno));
+	inet_pton(AF_INET, "127.0.0.10", c.cli + 12);
+	inet_pton(AF_INET, "127.0.0.25", c.srv + 12);
+
+	/* The real SYN-ACK leaves through egress. */
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq, NULL, 0,
+		  NULL, 0);
+	check(run(&p, true) == PASS, "SYN-ACK on egress");
+	check(phase(&c) == STG_PLAIN, "not tracked");
+	pkt_build(&p, &c, 0, F_ACK | F_PSH, c.sseq, c.cseq, "220 mx\r\n", 8,
+		  NULL, 0);
+	check(run(&p, true) == PASS, "greeting on egress");
+	c.sseq += 8;
+	check(cli(&c, "STARTTLS\r\n") == PASS, "STARTTLS");
+	/* A forged go-ahead and a forged SYN-ACK, on ingress. */
+	check(srv(&c, "220 go ahead\r\n") == SHOT, "forged 220 passed");
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, 777, c.cseq, NULL, 0, NULL, 0);
+	check(run(&p, false) == SHOT, "forged SYN-ACK passed");
+	check(counter(STG_C_SPOOFED) == 2, "spoofed counted");
+	check(phase(&c) == STG_STARTTLS_SENT, "phase %d", phase(&c));
+	check(sendn(&c, 1, hello, sizeof(hello) - 1) == OK,
+	      "ClientHello without a real 220 passed");
+	close(ls);
+}
+
 /* A forged SYN-ACK that restarts tracking ahead of the real stream must
  * not turn the real stream into "retransmissions" passed unjudged. */
 static void t_forged_synack(void)
@@ -700,6 +742,7 @@ static const struct {
 	{ "egress hook (case 29)", t_egress },
 	{ "SYN-ACK with a new ISN starts afresh", t_reuse },
 	{ "forged SYN-ACK cannot skip the stream", t_forged_synack },
+	{ "forged server packets of a local server dropped", t_spoofed_server },
 };
 
 int main(int argc, char **argv)
@@ -710,6 +753,13 @@ int main(int argc, char **argv)
 
 	(void)argc;
 	(void)argv;
+	/* A network namespace of our own, loopback up: redirected RSTs and
+	 * socket lookups stay in it. */
+	if (unshare(CLONE_NEWNET) || system("ip link set lo up")) {
+		fprintf(stderr, "couldn't make a network namespace\n");
+		printf("0 passed, 1 failed\n");
+		return 1;
+	}
 	skel = starttls_guard_bpf__open_and_load();
 	if (!skel) {
 		fprintf(stderr, "couldn't load the program: %s\n",

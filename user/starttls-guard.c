@@ -48,6 +48,7 @@ static const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_RETRANSMITS] = "retransmissions_passed",
 	[STG_C_OUT_OF_ORDER] = "out_of_order_dropped",
 	[STG_C_OUT_OF_WINDOW] = "out_of_window_dropped",
+	[STG_C_SPOOFED] = "spoofed_server_dropped",
 	[STG_C_BLOCKED_DROPS] = "blocked_packets_dropped",
 	[STG_C_PICKUPS] = "midstream_pickups",
 	[STG_C_MONITOR_HITS] = "monitor_violations",
