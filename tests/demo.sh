@@ -9,6 +9,8 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 G_BIN=$here/../build/starttls-guard
 source "$here/lib/lab.sh"
+# Pins of its own, so that a guard already running here is not touched.
+export STARTTLS_GUARD_PIN_DIR=/sys/fs/bpf/starttls-guard-demo-$$
 guard() { nsenter --net="/run/netns/$LAB_SRV_NS" "$G_BIN" "$@"; }
 trap 'guard detach >/dev/null 2>&1; lab_down' EXIT
 

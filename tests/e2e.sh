@@ -10,6 +10,8 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 G_BIN=${G_BIN:-$here/../build/starttls-guard}
 source "$here/lib/lab.sh"
+# Pins of our own: a guard already running on this machine is not touched.
+export STARTTLS_GUARD_PIN_DIR=/sys/fs/bpf/starttls-guard-test-$$
 
 passed=0
 failed=0
@@ -60,8 +62,8 @@ expect() { # expect WANT_RC DESCRIPTION CMD...
 
 nothing_left() {
 	local ns
-	if [ -e /sys/fs/bpf/starttls-guard ]; then
-		echo "/sys/fs/bpf/starttls-guard left behind"; return 1
+	if [ -e "$STARTTLS_GUARD_PIN_DIR" ]; then
+		echo "$STARTTLS_GUARD_PIN_DIR left behind"; return 1
 	fi
 	for ns in "$LAB_SRV_NS" "$LAB_CLI_NS"; do
 		if ip netns exec "$ns" tc qdisc show | grep -q clsact; then

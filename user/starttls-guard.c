@@ -36,6 +36,11 @@
 
 static bool verbose;
 
+/* Where the maps and links are pinned: STG_PIN_DIR, or a directory of
+ * bpffs named by $STARTTLS_GUARD_PIN_DIR (several guards side by side,
+ * tests that must not touch a production guard). */
+const char *stg_pin_dir = STG_PIN_DIR;
+
 /* Names of enum stg_counter (below STG_C_RESETS) and enum stg_reason, as
  * shown by "stats" and used as JSON keys. */
 static const char *const counter_names[STG_C_RESETS] = {
@@ -126,9 +131,9 @@ static int lock_pin_dir(bool create)
 {
 	int fd;
 
-	if (create && mkdir(STG_PIN_DIR, 0700) && errno != EEXIST)
+	if (create && mkdir(stg_pin_dir, 0700) && errno != EEXIST)
 		return -errno;
-	fd = open(STG_PIN_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(stg_pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (flock(fd, LOCK_EX)) {
@@ -142,7 +147,7 @@ static int map_get(const char *name)
 {
 	char path[128];
 
-	snprintf(path, sizeof(path), STG_PIN_DIR "/%s", name);
+	snprintf(path, sizeof(path), "%s/%s", stg_pin_dir, name);
 	return bpf_obj_get(path);
 }
 
@@ -153,7 +158,7 @@ static int open_pinned(const char *name, int *fd)
 	if (*fd < 0)
 		return fail("not attached (no %s/%s); run 'starttls-guard "
 			    "attach IFACE' first",
-			    STG_PIN_DIR, name);
+			    stg_pin_dir, name);
 	return 0;
 }
 
@@ -233,7 +238,7 @@ static int set_pins(struct bpf_object *obj)
 	char path[128];
 
 	bpf_object__for_each_map(map, obj) {
-		snprintf(path, sizeof(path), STG_PIN_DIR "/%s",
+		snprintf(path, sizeof(path), "%s/%s", stg_pin_dir,
 			 bpf_map__name(map));
 		if (bpf_map__set_pin_path(map, path))
 			return -1;
@@ -333,7 +338,7 @@ static int cmd_attach(int argc, char **argv)
 		goto out;
 	lock = lock_pin_dir(true);
 	if (lock < 0) {
-		fail("couldn't create %s: %s", STG_PIN_DIR, strerror(-lock));
+		fail("couldn't create %s: %s", stg_pin_dir, strerror(-lock));
 		goto out;
 	}
 
@@ -347,7 +352,7 @@ static int cmd_attach(int argc, char **argv)
 		fail("couldn't load the BPF program: %s (run with -v for the "
 		     "verifier log; if a pinned map in %s no longer matches "
 		     "this version, run 'starttls-guard detach' first)",
-		     strerror(-err), STG_PIN_DIR);
+		     strerror(-err), stg_pin_dir);
 		goto out;
 	}
 
@@ -403,11 +408,11 @@ undo:
 	if (bpf_map_get_next_key(ifmap, NULL, &ifk[0])) {
 		/* Nothing attached anywhere: remove the pins too. */
 		bpf_object__unpin_maps(skel->obj, NULL);
-		rmdir(STG_PIN_DIR);
+		rmdir(stg_pin_dir);
 	}
 out:
 	if (rc && skel && lock >= 0 && !bpf_map__is_pinned(skel->maps.ifaces))
-		rmdir(STG_PIN_DIR); /* load failed before anything was pinned */
+		rmdir(stg_pin_dir); /* load failed before anything was pinned */
 	starttls_guard_bpf__destroy(skel);
 	if (lock >= 0)
 		close(lock);
@@ -443,7 +448,7 @@ static int cmd_detach(int argc, char **argv)
 	if (lock == -ENOENT)
 		return 0;
 	if (lock < 0)
-		return fail("couldn't open %s: %s", STG_PIN_DIR, strerror(-lock));
+		return fail("couldn't open %s: %s", stg_pin_dir, strerror(-lock));
 	ifmap = map_get("ifaces");
 	for (int i = 1; ifmap >= 0 && i < argc; i++) {
 		struct stg_iface_key k = { .netns = netns,
@@ -475,7 +480,7 @@ static int cmd_detach(int argc, char **argv)
 	}
 	if (ifmap < 0 || bpf_map_get_next_key(ifmap, NULL, &next)) {
 		/* Attached nowhere: the pins go (the maps with them). */
-		DIR *dir = opendir(STG_PIN_DIR);
+		DIR *dir = opendir(stg_pin_dir);
 		struct dirent *e;
 
 		while (dir && (e = readdir(dir)))
@@ -483,10 +488,10 @@ static int cmd_detach(int argc, char **argv)
 				unlinkat(dirfd(dir), e->d_name, 0);
 		if (dir)
 			closedir(dir);
-		if (rmdir(STG_PIN_DIR) && errno != ENOENT)
+		if (rmdir(stg_pin_dir) && errno != ENOENT)
 			rc = fail("couldn't remove %s: %s (something else is "
 				  "pinned there)",
-				  STG_PIN_DIR, strerror(errno));
+				  stg_pin_dir, strerror(errno));
 	}
 	if (ifmap >= 0)
 		close(ifmap);
@@ -700,11 +705,17 @@ static const char usage[] =
 	"                           exempt or deny hosts, live\n"
 	"  stats [--json]           counters\n"
 	"\n"
-	"'starttls-guard COMMAND --help' tells more. Needs root.\n";
+	"'starttls-guard COMMAND --help' tells more. Needs root.\n"
+	"Environment: STARTTLS_GUARD_PIN_DIR, a directory on bpffs to pin to\n"
+	"instead of " STG_PIN_DIR ".\n";
 
 int main(int argc, char **argv)
 {
 	libbpf_set_print(libbpf_print);
+	if (getenv("STARTTLS_GUARD_PIN_DIR") && *getenv("STARTTLS_GUARD_PIN_DIR"))
+		stg_pin_dir = getenv("STARTTLS_GUARD_PIN_DIR");
+	if (strlen(stg_pin_dir) > 64)
+		return fail("STARTTLS_GUARD_PIN_DIR is longer than 64 bytes");
 	if (argc < 2)
 		die_usage(usage);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {

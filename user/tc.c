@@ -28,7 +28,7 @@
 void stg_tc_link_path(char *buf, size_t len, const struct stg_iface_key *k,
 		      bool ingress)
 {
-	snprintf(buf, len, STG_PIN_DIR "/link_%llu_%u_%s",
+	snprintf(buf, len, "%s/link_%llu_%u_%s", stg_pin_dir,
 		 (unsigned long long)k->netns, k->ifindex,
 		 ingress ? "in" : "eg");
 }

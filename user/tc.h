@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include "starttls_guard.h"
 
+extern const char *stg_pin_dir; /* see starttls-guard.c */
+
 enum stg_tc_want {
 	STG_WANT_AUTO = 0,	/* TCX, else clsact */
 	STG_WANT_TCX,
