@@ -9,6 +9,7 @@
 
 #include "smtp.h"
 
+#define STG_VERSION "0.1.0"
 #define STG_PIN_DIR "/sys/fs/bpf/starttls-guard"
 #define STG_MAX_CONNS 65536	/* connections tracked (LRU) */
 #define STG_MAX_HOSTS 16384	/* CIDR entries in the host map */

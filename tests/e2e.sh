@@ -171,8 +171,11 @@ t_detach() {
 	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
 	guard_cli attach "$LAB_CLI_IF" >/dev/null || return 1
 	guard_srv status | grep -q "interfaces: .*$LAB_SRV_IF" || { guard_srv status; return 1; }
+	guard_srv status | grep -q "$LAB_CLI_IF (tcx, network namespace" ||
+		{ echo "status hides the namespace"; guard_srv status; return 1; }
 	guard_srv detach "$LAB_SRV_IF" >/dev/null || return 1
-	guard_cli detach >/dev/null || return 1
+	# Plain detach, from yet another namespace (the host's), reaches it.
+	"$G_BIN" detach >/dev/null || return 1
 	nothing_left || return 1
 	expect 0 "detach again with nothing attached" guard_srv detach || return 1
 	expect 0 "plaintext after detach" lab_smtp_client --server "$LAB_SRV4" \
@@ -217,6 +220,18 @@ t_errors() {
 	guard_srv attach "$LAB_SRV_IF" --default maybe 2>/dev/null && return 1
 	nothing_left || return 1
 	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	# An attach that fails on one interface (an old 'ingress' qdisc is
+	# in clsact's way) changes nothing: the guard stays enforcing.
+	lab_srv ip link add stgx0 type veth peer name stgx1 || return 1
+	lab_srv tc qdisc add dev stgx0 ingress || return 1
+	out=$(guard_srv attach "$LAB_SRV_IF" stgx0 --monitor --tc-mode clsact 2>&1) &&
+		{ echo "attach over an ingress qdisc succeeded"; return 1; }
+	[ "$(grep -c starttls-guard: <<<"$out")" = 1 ] || { echo "$out"; return 1; }
+	lab_srv ip link del stgx0
+	guard_srv status | grep -q "mode: *enforce" ||
+		{ echo "failed attach left monitor mode"; guard_srv status; return 1; }
+	guard_srv status | grep -q "stgx0" && { echo "stgx0 half-attached"; return 1; }
+	expect 3 "still enforced" lab_smtp_client --server "$LAB_SRV4" --token "f$RANDOM" || return 1
 	for bad in 192.0.2.10/33 300.1.1.1/8 192.0.2.1/24 junk; do
 		guard_srv allow add "$bad" 2>/dev/null && { echo "accepted $bad"; return 1; }
 	done

@@ -76,10 +76,34 @@ static const char *const action_names[] = {
 	[STG_ACT_EXEMPT] = "exempt",
 };
 
-static void die_usage(const char *usage)
+/* A usage error: one line saying what is wrong, exit 2. */
+static void usage_error(const char *cmd, const char *fmt, ...)
 {
-	fputs(usage, stderr);
+	va_list ap;
+
+	fprintf(stderr, "starttls-guard: %s%s", cmd ? cmd : "", cmd ? ": " : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'starttls-guard %s%s--help')\n", cmd ? cmd : "",
+		cmd ? " " : "");
 	exit(2);
+}
+
+static bool is_help(const char *s)
+{
+	return !strcmp(s, "-h") || !strcmp(s, "--help");
+}
+
+/* Print @usage and return 0 when an argument asks for help. */
+static bool help_asked(int argc, char **argv, const char *usage)
+{
+	for (int i = 1; i < argc; i++)
+		if (is_help(argv[i])) {
+			fputs(usage, stdout);
+			return true;
+		}
+	return false;
 }
 
 static int fail(const char *fmt, ...)
@@ -94,10 +118,14 @@ static int fail(const char *fmt, ...)
 	return 1;
 }
 
+/* Set around tc operations, whose expected refusals ("Exclusivity flag
+ * on" for a clsact that exists) libbpf prints: we say what failed. */
+static bool libbpf_quiet;
+
 static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 			va_list args)
 {
-	if (level == LIBBPF_DEBUG && !verbose)
+	if ((level == LIBBPF_DEBUG || libbpf_quiet) && !verbose)
 		return 0;
 	return vfprintf(stderr, fmt, args);
 }
@@ -263,11 +291,13 @@ static int cmd_attach(int argc, char **argv)
 	struct starttls_guard_bpf *skel = NULL;
 	int nifs, *done = NULL, lock = -1, rc = 1, err;
 	struct stg_iface_key *ifk = NULL;
-	bool any_port = false;
+	struct stg_config old_cfg;
+	bool any_port = false, had_cfg = false;
 	__u32 zero = 0;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "p:md:vh", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":p:md:vh", opts, NULL)) != -1) {
 		int v;
 
 		switch (opt) {
@@ -308,13 +338,18 @@ static int cmd_attach(int argc, char **argv)
 		case 'h':
 			fputs(attach_usage, stdout);
 			return 0;
+		case ':':
+			usage_error("attach", "%s needs a value",
+				    argv[optind - 1]);
+			break;
 		default:
-			die_usage(attach_usage);
+			usage_error("attach", "unknown option '%s'",
+				    argv[optind - 1]);
 		}
 	}
 	nifs = argc - optind;
 	if (nifs < 1)
-		die_usage(attach_usage);
+		usage_error("attach", "no interface named");
 	if (!any_port)
 		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
 
@@ -357,7 +392,10 @@ static int cmd_attach(int argc, char **argv)
 	}
 
 	/* Config first, then the scanners, then the hooks: a packet never
-	 * meets a half-configured guard. */
+	 * meets a half-configured guard. The old config comes back if an
+	 * interface cannot be attached. */
+	had_cfg = !bpf_map_lookup_elem(bpf_map__fd(skel->maps.settings), &zero,
+				       &old_cfg);
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.settings), &zero, &cfg,
 				BPF_ANY)) {
 		fail("couldn't write the configuration: %s", strerror(errno));
@@ -381,10 +419,12 @@ static int cmd_attach(int argc, char **argv)
 		struct stg_iface cur, now;
 		bool had = !bpf_map_lookup_elem(ifmap, &ifk[i], &cur);
 
+		libbpf_quiet = true;
 		err = stg_tc_attach(&ifk[i], argv[optind + i],
 				    bpf_program__fd(skel->progs.stg_ingress),
 				    bpf_program__fd(skel->progs.stg_egress),
 				    want, had ? &cur : NULL, &now);
+		libbpf_quiet = false;
 		if (err)
 			goto undo;
 		if (!had)
@@ -396,7 +436,12 @@ static int cmd_attach(int argc, char **argv)
 	rc = 0;
 	goto out;
 undo:
-	/* Leave nothing half-attached: undo the interfaces this run added. */
+	/* Leave nothing half-attached: undo the interfaces this run added,
+	 * and put the configuration back. */
+	libbpf_quiet = true;
+	if (had_cfg)
+		bpf_map_update_elem(bpf_map__fd(skel->maps.settings), &zero,
+				    &old_cfg, BPF_ANY);
 	for (int i = 0; i < nifs; i++) {
 		struct stg_iface cur;
 
@@ -405,6 +450,7 @@ undo:
 		stg_tc_detach(&ifk[i], &cur);
 		bpf_map_delete_elem(ifmap, &ifk[i]);
 	}
+	libbpf_quiet = false;
 	if (bpf_map_get_next_key(ifmap, NULL, &ifk[0])) {
 		/* Nothing attached anywhere: remove the pins too. */
 		bpf_object__unpin_maps(skel->obj, NULL);
@@ -424,24 +470,54 @@ out:
 /* --- detach -------------------------------------------------------------- */
 
 static const char detach_usage[] =
-	"Usage: starttls-guard detach [IFACE...]\n"
-	"Detach the guard from each IFACE (from all when none is named). When\n"
-	"no interface is left, remove the pinned maps and " STG_PIN_DIR "/.\n"
-	"Exits 0 when nothing was attached.\n";
+	"Usage: starttls-guard detach [IFACE...] [--force]\n"
+	"Detach the guard from each IFACE of this network namespace; with no\n"
+	"IFACE, from every interface it is attached to. When no interface is\n"
+	"left, remove the pinned maps and " STG_PIN_DIR "/.\n"
+	"Exits 0 when nothing was attached.\n"
+	"\n"
+	"  --force   also forget clsact attachments in other network namespaces\n"
+	"            (their filters cannot be reached from here; they go with\n"
+	"            the namespace)\n";
+
+/* Detach @k unless it is a clsact attachment of another namespace, which
+ * cannot be reached from here. Returns 0 when detached. */
+static int detach_one(int ifmap, const struct stg_iface_key *k,
+		      const struct stg_iface *cur, __u64 netns, bool force)
+{
+	if (cur->mode == STG_TC_CLSACT && k->netns != netns) {
+		if (!force)
+			return fail("%s is attached with clsact in network "
+				    "namespace %llu: run 'starttls-guard "
+				    "detach' there, or 'detach --force'",
+				    cur->name, (unsigned long long)k->netns);
+	} else {
+		libbpf_quiet = true;
+		stg_tc_detach(k, cur);
+		libbpf_quiet = false;
+	}
+	bpf_map_delete_elem(ifmap, k);
+	printf("detached from %s\n", cur->name);
+	return 0;
+}
 
 static int cmd_detach(int argc, char **argv)
 {
 	struct stg_iface_key key, next, *prev = NULL;
 	__u64 netns = current_netns();
-	int ifmap, lock, rc = 0;
+	int ifmap, lock, rc = 0, names = 0;
+	bool force = false;
 
-	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-		fputs(detach_usage, stdout);
+	if (help_asked(argc, argv, detach_usage))
 		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--force"))
+			force = true;
+		else if (argv[i][0] == '-')
+			usage_error("detach", "unknown option '%s'", argv[i]);
+		else
+			names++;
 	}
-	for (int i = 1; i < argc; i++)
-		if (argv[i][0] == '-')
-			die_usage(detach_usage);
 	if (check_env(false))
 		return geteuid() == 0 ? 0 : 1; /* no bpffs: nothing attached */
 	lock = lock_pin_dir(false);
@@ -455,27 +531,26 @@ static int cmd_detach(int argc, char **argv)
 					   .ifindex = if_nametoindex(argv[i]) };
 		struct stg_iface cur;
 
+		if (argv[i][0] == '-')
+			continue;
 		if (!k.ifindex || bpf_map_lookup_elem(ifmap, &k, &cur)) {
-			rc = fail("not attached to %s", argv[i]);
+			rc = fail("not attached to %s in this network namespace",
+				  argv[i]);
 			continue;
 		}
-		stg_tc_detach(&k, &cur);
-		bpf_map_delete_elem(ifmap, &k);
-		printf("detached from %s\n", argv[i]);
+		detach_one(ifmap, &k, &cur, netns, force);
 	}
-	/* Without names: every interface of this network namespace. */
-	while (ifmap >= 0 && argc == 1 &&
-	       !bpf_map_get_next_key(ifmap, prev, &key)) {
+	/* Without names: everything (TCX links can be closed from any
+	 * namespace, clsact filters only from their own). */
+	while (ifmap >= 0 && !names && !bpf_map_get_next_key(ifmap, prev, &key)) {
 		struct stg_iface cur;
 
-		if (key.netns != netns ||
-		    bpf_map_lookup_elem(ifmap, &key, &cur)) {
-			prev = &key;
+		if (!bpf_map_lookup_elem(ifmap, &key, &cur) &&
+		    detach_one(ifmap, &key, &cur, netns, force)) {
+			rc = 1;
+			prev = &key; /* kept: go on after it */
 			continue;
 		}
-		stg_tc_detach(&key, &cur);
-		bpf_map_delete_elem(ifmap, &key);
-		printf("detached from %s\n", cur.name);
 		prev = NULL;
 	}
 	if (ifmap < 0 || bpf_map_get_next_key(ifmap, NULL, &next)) {
@@ -489,9 +564,8 @@ static int cmd_detach(int argc, char **argv)
 		if (dir)
 			closedir(dir);
 		if (rmdir(stg_pin_dir) && errno != ENOENT)
-			rc = fail("couldn't remove %s: %s (something else is "
-				  "pinned there)",
-				  stg_pin_dir, strerror(errno));
+			rc = fail("couldn't remove %s: %s", stg_pin_dir,
+				  strerror(errno));
 	}
 	if (ifmap >= 0)
 		close(ifmap);
@@ -516,20 +590,22 @@ static int read_config(struct stg_config *cfg)
 	return 0;
 }
 
+static const char status_usage[] =
+	"Usage: starttls-guard status\n"
+	"Show where the guard is attached and how it is configured.\n";
+
 static int cmd_status(int argc, char **argv)
 {
+	struct stg_conn_key ck, *cprev = NULL;
 	struct stg_iface_key key, *prev = NULL;
+	__u64 netns = current_netns();
 	struct stg_config cfg;
 	int ifmap, conns, n = 0;
-	struct stg_conn_key ck, *cprev = NULL;
 
-	if (argc > 1) {
-		fputs("Usage: starttls-guard status\n"
-		      "Show where the guard is attached and how it is "
-		      "configured.\n",
-		      argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-		return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
-	}
+	if (help_asked(argc, argv, status_usage))
+		return 0;
+	if (argc > 1)
+		usage_error("status", "unexpected argument '%s'", argv[1]);
 	if (check_env(false) || read_config(&cfg) || open_pinned("ifaces", &ifmap))
 		return 1;
 	printf("mode:            %s\n",
@@ -543,9 +619,14 @@ static int cmd_status(int argc, char **argv)
 	while (!bpf_map_get_next_key(ifmap, prev, &key)) {
 		struct stg_iface it;
 
-		if (!bpf_map_lookup_elem(ifmap, &key, &it))
-			printf(" %s (%s)", it.name,
+		if (!bpf_map_lookup_elem(ifmap, &key, &it)) {
+			printf(" %s (%s", it.name,
 			       it.mode == STG_TC_TCX ? "tcx" : "clsact");
+			if (key.netns != netns)
+				printf(", network namespace %llu",
+				       (unsigned long long)key.netns);
+			printf(")");
+		}
 		prev = &key;
 	}
 	close(ifmap);
@@ -556,7 +637,8 @@ static int cmd_status(int argc, char **argv)
 		}
 		close(conns);
 	}
-	printf("\nconnections:     %d tracked\n", n);
+	printf("\nconnections:     %d in the table (ended ones stay until "
+	       "evicted)\n", n);
 	return 0;
 }
 
@@ -573,19 +655,29 @@ static const char allow_usage[] =
 
 static int cmd_allow(int argc, char **argv)
 {
+	const char *cmd = argc > 1 ? argv[1] : "", *cidr = NULL;
 	struct stg_host_key k;
+	bool deny = false;
 	int fd, rc = 0;
 
-	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		if (argc < 2)
-			die_usage(allow_usage);
-		fputs(allow_usage, stdout);
+	if (help_asked(argc, argv, allow_usage))
 		return 0;
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--deny") && !strcmp(cmd, "add"))
+			deny = true;
+		else if (argv[i][0] == '-' && argv[i][1])
+			usage_error("allow", "unknown option '%s'", argv[i]);
+		else if (cidr)
+			usage_error("allow", "unexpected argument '%s'", argv[i]);
+		else
+			cidr = argv[i];
 	}
-	if (!strcmp(argv[1], "list") && argc == 2) {
+	if (!strcmp(cmd, "list")) {
 		struct stg_host_key key, *prev = NULL;
 		char buf[64];
 
+		if (cidr)
+			usage_error("allow", "'list' takes no argument");
 		if (check_env(false) || open_pinned("hosts", &fd))
 			return 1;
 		while (!bpf_map_get_next_key(fd, prev, &key)) {
@@ -601,29 +693,27 @@ static int cmd_allow(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
-	bool add = !strcmp(argv[1], "add"), del = !strcmp(argv[1], "del");
-	bool deny = argc == 4 && !strcmp(argv[3], "--deny");
-
-	if (!(add && (argc == 3 || deny)) && !(del && argc == 3))
-		die_usage(allow_usage);
-	if (stg_cidr_parse(argv[2], &k))
+	if (strcmp(cmd, "add") && strcmp(cmd, "del"))
+		usage_error("allow", "expected add, del or list");
+	if (!cidr)
+		usage_error("allow", "%s needs a CIDR", cmd);
+	if (stg_cidr_parse(cidr, &k))
 		return fail("bad CIDR '%s': expected an address or "
 			    "address/prefix with no host bits set, e.g. "
 			    "192.0.2.0/24 or 2001:db8::/32",
-			    argv[2]);
+			    cidr);
 	if (check_env(false) || open_pinned("hosts", &fd))
 		return 1;
-	if (add) {
+	if (!strcmp(cmd, "add")) {
 		struct stg_host h = {
 			.action = deny ? STG_ACT_DENY : STG_ACT_EXEMPT,
 			.prefixlen = k.prefixlen,
 		};
 
 		if (bpf_map_update_elem(fd, &k, &h, BPF_ANY))
-			rc = fail("couldn't add %s: %s", argv[2],
-				  strerror(errno));
+			rc = fail("couldn't add %s: %s", cidr, strerror(errno));
 	} else if (bpf_map_delete_elem(fd, &k)) {
-		rc = fail("couldn't delete %s: %s", argv[2],
+		rc = fail("couldn't delete %s: %s", cidr,
 			  errno == ENOENT ? "not in the host map"
 					  : strerror(errno));
 	}
@@ -640,14 +730,11 @@ static int cmd_stats(int argc, char **argv)
 	bool json = argc == 2 && !strcmp(argv[1], "--json");
 	__u64 *vals;
 
-	if (argc > 1 && !json) {
-		bool help = !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help");
-
-		fputs("Usage: starttls-guard stats [--json]\n"
-		      "Show the counters, summed over CPUs.\n",
-		      help ? stdout : stderr);
-		return help ? 0 : 2;
-	}
+	if (help_asked(argc, argv, "Usage: starttls-guard stats [--json]\n"
+				   "Show the counters, summed over CPUs.\n"))
+		return 0;
+	if (argc > 1 && !json)
+		usage_error("stats", "unexpected argument '%s'", argv[1]);
 	if (ncpu <= 0)
 		return fail("couldn't count CPUs: %s", strerror(-ncpu));
 	if (check_env(false) || open_pinned("counters", &fd))
@@ -698,12 +785,15 @@ static const char usage[] =
 	"\n"
 	"Commands:\n"
 	"  attach IFACE... [--port N]... [--monitor] [--default ACTION]\n"
+	"         [--tc-mode auto|tcx|clsact]\n"
 	"                           attach to interfaces (or update options)\n"
 	"  detach [IFACE...]        detach (from all when none is named)\n"
 	"  status                   where it is attached, mode, ports\n"
 	"  allow add CIDR [--deny] | allow del CIDR | allow list\n"
 	"                           exempt or deny hosts, live\n"
 	"  stats [--json]           counters\n"
+	"\n"
+	"  --version                the version\n"
 	"\n"
 	"'starttls-guard COMMAND --help' tells more. Needs root.\n"
 	"Environment: STARTTLS_GUARD_PIN_DIR, a directory on bpffs to pin to\n"
@@ -717,9 +807,13 @@ int main(int argc, char **argv)
 	if (strlen(stg_pin_dir) > 64)
 		return fail("STARTTLS_GUARD_PIN_DIR is longer than 64 bytes");
 	if (argc < 2)
-		die_usage(usage);
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage_error(NULL, "no command");
+	if (is_help(argv[1])) {
 		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("starttls-guard %s\n", STG_VERSION);
 		return 0;
 	}
 	argv++;
@@ -734,7 +828,6 @@ int main(int argc, char **argv)
 		return cmd_allow(argc, argv);
 	if (!strcmp(argv[0], "stats"))
 		return cmd_stats(argc, argv);
-	fprintf(stderr, "starttls-guard: unknown command '%s'\n\n", argv[0]);
-	die_usage(usage);
+	usage_error(NULL, "unknown command '%s'", argv[0]);
 	return 2;
 }

@@ -75,29 +75,30 @@ static void tcx_detach_one(const struct stg_iface_key *k, bool ingress)
 
 /* --- clsact ------------------------------------------------------------ */
 
-/* Number of filters on a clsact hook (any owner), or -errno. */
-static int clsact_filter_count(int ifindex, bool ingress)
+/* Dump tc objects (@type: RTM_GETQDISC or RTM_GETTFILTER) of @ifindex
+ * under @parent, calling @fn for each. Returns 0 or -errno. */
+static int tc_dump(int type, int ifindex, __u32 parent,
+		   void (*fn)(const struct nlmsghdr *, void *), void *arg)
 {
 	struct {
 		struct nlmsghdr nh;
 		struct tcmsg tc;
 	} req = {
 		.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct tcmsg)),
-		.nh.nlmsg_type = RTM_GETTFILTER,
+		.nh.nlmsg_type = type,
 		.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
 		.tc.tcm_family = AF_UNSPEC,
 		.tc.tcm_ifindex = ifindex,
-		.tc.tcm_parent = TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS
-							       : TC_H_MIN_EGRESS),
+		.tc.tcm_parent = parent,
 	};
 	char buf[16384];
-	int fd, n = 0, done = 0;
+	int fd, err = 0, done = 0;
 
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
 	if (fd < 0)
 		return -errno;
 	if (send(fd, &req, req.nh.nlmsg_len, 0) < 0) {
-		n = -errno;
+		err = -errno;
 		goto out;
 	}
 	while (!done) {
@@ -105,7 +106,7 @@ static int clsact_filter_count(int ifindex, bool ingress)
 		struct nlmsghdr *nh;
 
 		if (len < 0) {
-			n = -errno;
+			err = -errno;
 			break;
 		}
 		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, len);
@@ -115,19 +116,51 @@ static int clsact_filter_count(int ifindex, bool ingress)
 				break;
 			}
 			if (nh->nlmsg_type == NLMSG_ERROR) {
-				struct nlmsgerr *e = NLMSG_DATA(nh);
-
-				n = e->error;
+				err = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
 				done = 1;
 				break;
 			}
-			if (nh->nlmsg_type == RTM_NEWTFILTER)
-				n++;
+			if (((struct tcmsg *)NLMSG_DATA(nh))->tcm_ifindex ==
+			    ifindex)
+				fn(nh, arg);
 		}
 	}
 out:
 	close(fd);
-	return n;
+	return err;
+}
+
+static void count_filter(const struct nlmsghdr *nh, void *arg)
+{
+	if (nh->nlmsg_type == RTM_NEWTFILTER)
+		++*(int *)arg;
+}
+
+/* Number of filters on a clsact hook (any owner), or -errno. */
+static int clsact_filter_count(int ifindex, bool ingress)
+{
+	int n = 0, err;
+
+	err = tc_dump(RTM_GETTFILTER, ifindex,
+		      TC_H_MAKE(TC_H_CLSACT,
+				ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS),
+		      count_filter, &n);
+	return err ? err : n;
+}
+
+/* The kind of the qdisc in the ingress slot ("clsact", "ingress"). */
+static void ingress_kind(const struct nlmsghdr *nh, void *arg)
+{
+	const struct tcmsg *tc = NLMSG_DATA(nh);
+	const struct rtattr *a = (const void *)((const char *)tc +
+						NLMSG_ALIGN(sizeof(*tc)));
+	int len = nh->nlmsg_len - NLMSG_LENGTH(sizeof(*tc));
+
+	if (nh->nlmsg_type != RTM_NEWQDISC || tc->tcm_parent != TC_H_INGRESS)
+		return;
+	for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
+		if (a->rta_type == TCA_KIND)
+			snprintf(arg, 16, "%s", (const char *)RTA_DATA(a));
 }
 
 static int clsact_attach_one(int ifindex, int prog, bool ingress)
@@ -171,14 +204,27 @@ static int clsact_attach(int ifindex, const char *ifname, int prog_in,
 		    .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
 	int err;
 
+	char kind[16] = "";
+
 	out->mode = STG_TC_CLSACT;
 	out->qdisc_created = cur ? cur->qdisc_created : 0;
+	/* An old "ingress" qdisc takes the slot of clsact and would take
+	 * both our filters, leaving egress unguarded. */
+	tc_dump(RTM_GETQDISC, ifindex, 0, ingress_kind, kind);
+	if (kind[0] && strcmp(kind, "clsact")) {
+		fprintf(stderr,
+			"starttls-guard: couldn't attach to %s: an '%s' qdisc "
+			"is in the way of clsact (remove it with 'tc qdisc del "
+			"dev %s %s' if nothing needs it)\n",
+			ifname, kind, ifname, kind);
+		return -EEXIST;
+	}
 	if (!cur) {
 		err = bpf_tc_hook_create(&hook);
 		if (!err)
 			out->qdisc_created = 1;
 		else if (err != -EEXIST) {
-			fprintf(stderr, "Couldn't create clsact on %s: %s\n",
+			fprintf(stderr, "starttls-guard: couldn't create clsact on %s: %s\n",
 				ifname, strerror(-err));
 			return err;
 		}
@@ -188,10 +234,12 @@ static int clsact_attach(int ifindex, const char *ifname, int prog_in,
 		err = clsact_attach_one(ifindex, prog_eg, false);
 	if (err) {
 		fprintf(stderr,
-			"Couldn't attach to %s with clsact: %s%s\n", ifname,
+			"starttls-guard: couldn't attach to %s with clsact: "
+			"%s%s\n", ifname,
 			strerror(-err),
 			err == -EINVAL || err == -ENOENT
-				? " (is an old 'ingress' qdisc in the way?)"
+				? " (another program's filter at priority 1 "
+				  "with another protocol is in the way?)"
 				: "");
 		if (!cur) {
 			clsact_detach_one(ifindex, true);
@@ -237,7 +285,8 @@ int stg_tc_attach(const struct stg_iface_key *k, const char *ifname,
 			tcx_detach_one(k, false);
 		}
 		if (want == STG_WANT_TCX || cur) {
-			fprintf(stderr, "Couldn't attach to %s with TCX: %s\n",
+			fprintf(stderr,
+				"starttls-guard: couldn't attach to %s with TCX: %s\n",
 				ifname, strerror(-err));
 			return err;
 		}
