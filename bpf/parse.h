@@ -10,7 +10,7 @@
 
 #define STG_VLAN_MAX 2		/* 802.1ad + 802.1Q */
 #define STG_IPV6_EXT_MAX 6	/* extension headers walked before TCP */
-#define STG_PULL_LEN 256	/* bytes made linear when headers are not */
+#define STG_PULL_LEN 512	/* bytes made linear when headers are not */
 
 /* A parsed TCP packet on a guarded port. Offsets are from skb->data
  * (the Ethernet header at TC, on both hooks). */
@@ -39,7 +39,8 @@ enum stg_parse_result {
 	STG_P_PASS = 0,		/* not a TCP packet on a guarded port */
 	STG_P_TCP,		/* parsed: a guarded connection's packet */
 	STG_P_PULL,		/* headers beyond the linear area */
-	STG_P_UNWALKABLE,	/* IPv6 extension chain too long to walk */
+	STG_P_UNWALKABLE,	/* headers that cannot be walked: too many VLAN
+				 * tags or IPv6 extension headers */
 };
 
 static __always_inline int stg_port_guarded(const struct stg_config *cfg,
@@ -111,6 +112,7 @@ static __always_inline int stg_parse(struct __sk_buff *skb, struct stg_pkt *p,
 	struct ethhdr *eth = data;
 	__u32 off = sizeof(*eth);
 	__u8 *saddr, *daddr;
+	__u32 ip_end = 0;
 	struct tcphdr *th;
 	__be16 proto;
 
@@ -129,6 +131,10 @@ static __always_inline int stg_parse(struct __sk_buff *skb, struct stg_pkt *p,
 		proto = vh->h_vlan_encapsulated_proto;
 		off += sizeof(*vh);
 	}
+	/* Deeper stacks would hide the ports: the stack strips VID-0 tags
+	 * after TC and would deliver what was never judged. */
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return STG_P_UNWALKABLE;
 
 	p->l3_off = off;
 	p->frag = 0;
@@ -142,6 +148,8 @@ static __always_inline int stg_parse(struct __sk_buff *skb, struct stg_pkt *p,
 			return STG_P_PASS; /* non-first fragments carry no ports */
 		p->frag = !!(ip->frag_off & bpf_htons(IP_MF));
 		p->ipv6 = 0;
+		/* tot_len is 0 in BIG TCP super-packets: then skb->len */
+		ip_end = ip->tot_len ? off + bpf_ntohs(ip->tot_len) : skb->len;
 		off += ip->ihl * 4;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data + off;
@@ -151,6 +159,9 @@ static __always_inline int stg_parse(struct __sk_buff *skb, struct stg_pkt *p,
 		if ((void *)(ip6 + 1) > end)
 			return STG_P_PULL;
 		nh = ip6->nexthdr;
+		ip_end = ip6->payload_len ? off + sizeof(*ip6) +
+						    bpf_ntohs(ip6->payload_len)
+					  : skb->len; /* jumbo / BIG TCP */
 		off += sizeof(*ip6);
 		r = stg_ipv6_walk(data, end, &off, &nh, &p->frag);
 		if (r != STG_P_TCP)
@@ -178,7 +189,11 @@ static __always_inline int stg_parse(struct __sk_buff *skb, struct stg_pkt *p,
 		return STG_P_PASS; /* malformed: the stack drops it */
 	p->l4_off = off;
 	p->pay_off = off + th->doff * 4;
-	p->pay_len = skb->len > p->pay_off ? skb->len - p->pay_off : 0;
+	/* The payload ends where IP says, not at skb->len: Ethernet padding
+	 * of short frames is no payload. */
+	if (ip_end > skb->len)
+		ip_end = skb->len;
+	p->pay_len = ip_end > p->pay_off ? ip_end - p->pay_off : 0;
 	p->seq = bpf_ntohl(th->seq);
 	p->ack = bpf_ntohl(th->ack_seq);
 	p->flags = ((__u8 *)th)[13];

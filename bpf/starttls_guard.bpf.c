@@ -156,6 +156,7 @@ static __always_inline int stg_server_local(struct __sk_buff *skb,
 	struct bpf_sock_tuple t = {};
 	struct bpf_sock *sk;
 	__u32 len;
+	int local;
 
 	if (p->ipv6) {
 		__builtin_memcpy(t.ipv6.saddr, p->key.cli_addr, 16);
@@ -173,8 +174,11 @@ static __always_inline int stg_server_local(struct __sk_buff *skb,
 	sk = bpf_sk_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return 0;
+	/* A listener on the port says nothing about this connection (a
+	 * local MTA listens on 25 and also connects out to 25). */
+	local = sk->state != BPF_TCP_LISTEN;
 	bpf_sk_release(sk);
-	return 1;
+	return local;
 }
 
 /* New server data or a SYN-ACK arriving on ingress for a local server. */
@@ -250,6 +254,61 @@ static __always_inline int stg_violation(struct __sk_buff *skb,
 	return stg_reset(skb, p, ingress, 1, fwd, rev);
 }
 
+enum {
+	STG_SEG_OK = 0,
+	STG_SEG_URGENT,		/* urgent data: the server reads another stream */
+	STG_SEG_UNACCEPTABLE,	/* the server's TCP will discard it */
+};
+
+#define STG_TCP_URG 0x20
+#define STG_TCPOPT_MD5 19
+#define STG_TCPOPT_AO 29
+
+/*
+ * A client segment before TLS that the server's TCP reads differently
+ * from the bytes in it: urgent data is taken out of the stream (Postfix
+ * does not set SO_OOBINLINE). Or one it discards, so that judging it
+ * would let other bytes be sent again at the same sequence number later:
+ * data without ACK, an ACK of server data never sent, a TCP-MD5 or TCP-AO
+ * option (no keys on an SMTP socket).
+ */
+static __always_inline int stg_client_segment(struct __sk_buff *skb,
+					      const struct stg_pkt *p,
+					      const struct stg_conn *c)
+{
+	/* 64-bit, so that the register passed to the helper is the one
+	 * checked (1 <= olen <= 40) */
+	__u64 olen = (__u64)p->pay_off - (__u64)p->l4_off;
+	__u8 opt[40];
+	__u32 i = 0;
+
+	if (p->flags & STG_TCP_URG)
+		return STG_SEG_URGENT;
+	if (!(p->flags & STG_TCP_ACK) || stg_seq_diff(p->ack, c->srv_nxt) > 0)
+		return STG_SEG_UNACCEPTABLE;
+	if (olen <= STG_TCP_HLEN || olen > STG_TCP_HLEN + sizeof(opt))
+		return STG_SEG_OK;
+	olen -= STG_TCP_HLEN;
+	if (bpf_skb_load_bytes(skb, p->l4_off + STG_TCP_HLEN, opt, olen))
+		return STG_SEG_OK;
+	for (int n = 0; n < 20; n++) {
+		__u8 kind, len;
+
+		if (i >= olen || i >= sizeof(opt) - 1)
+			break;
+		kind = opt[i];
+		if (kind == 0)
+			break;
+		if (kind == STG_TCPOPT_MD5 || kind == STG_TCPOPT_AO)
+			return STG_SEG_UNACCEPTABLE;
+		len = kind == 1 ? 1 : opt[i + 1];
+		if (len < 1)
+			break;
+		i += len;
+	}
+	return STG_SEG_OK;
+}
+
 /* Judge the payload of a packet of connection @c (phase below STG_TLS):
  * in sequence order, then by the scan programs. */
 static __always_inline int stg_inspect(struct __sk_buff *skb,
@@ -262,6 +321,17 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	__u32 end = seq + p->pay_len, skip, zero = 0;
 	struct stg_scan_ctx *x;
 
+	if (p->c2s) {
+		int v = stg_client_segment(skb, p, c);
+
+		if (v == STG_SEG_URGENT)
+			return stg_violation(skb, p, c, cfg, STG_R_URGENT_DATA,
+					     ingress);
+		if (v == STG_SEG_UNACCEPTABLE && p->pay_len) {
+			stg_count(STG_C_UNACCEPTABLE);
+			return TC_ACT_SHOT;
+		}
+	}
 	if (!p->pay_len)
 		return STG_PASS;
 	if (stg_seq_diff(end, nxt) <= 0) {
@@ -410,12 +480,12 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	if (r == STG_P_PULL) {
 		__u32 len = skb->len < STG_PULL_LEN ? skb->len : STG_PULL_LEN;
 
-		if (bpf_skb_pull_data(skb, len))
-			return STG_PASS;
-		r = stg_parse(skb, &p, cfg);
+		r = bpf_skb_pull_data(skb, len) ? STG_P_UNWALKABLE
+						: stg_parse(skb, &p, cfg);
 	}
-	if (r == STG_P_UNWALKABLE) {
-		/* Ports unknown: cannot tell whether it is SMTP. */
+	if (r == STG_P_UNWALKABLE || r == STG_P_PULL) {
+		/* Ports unknown (headers cut short, as in a tiny first
+		 * fragment, or too deep): cannot tell whether it is SMTP. */
 		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
 		return TC_ACT_SHOT;
 	}
@@ -443,7 +513,7 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	/* A SYN-ACK with another initial sequence number than the one
 	 * tracked is a new connection on the same addresses and ports. */
 	if (!c || (p.flags & (STG_TCP_SYN | STG_TCP_ACK)) == STG_TCP_SYN ||
-	    ((p.flags & STG_TCP_SYN) && !p.c2s && c->srv_nxt != p.seq + 1)) {
+	    ((p.flags & STG_TCP_SYN) && !p.c2s && c->srv_base != p.seq + 1)) {
 		if (stg_spoofed(skb, &p, ingress))
 			return TC_ACT_SHOT;
 		c = NULL;

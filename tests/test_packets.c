@@ -35,6 +35,7 @@
 #define F_RST 0x04
 #define F_PSH 0x08
 #define F_ACK 0x10
+#define F_URG 0x20
 
 static struct starttls_guard_bpf *skel;
 static int failed_checks;
@@ -668,16 +669,30 @@ static void t_spoofed_server(void)
 	struct tconn c = conn4(41700);
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_port = htons(25) };
-	int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in ca = { .sin_family = AF_INET,
+				  .sin_port = htons(41700) };
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	int cs = socket(AF_INET, SOCK_STREAM, 0), as = -1;
 	struct pkt p;
 
-	/* a local server (loopback of the test's own namespace) */
+	/* A local server with a connection on exactly this tuple (in the
+	 * test's own namespace, over loopback). A listener alone does not
+	 * count: a local MTA listens on 25 and also sends mail out. */
 	inet_pton(AF_INET, "127.0.0.25", &sa.sin_addr);
-	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	check(ls >= 0 && !bind(ls, (void *)&sa, sizeof(sa)) && !listen(ls, 1),
+	inet_pton(AF_INET, "127.0.0.10", &ca.sin_addr);
+	check(!bind(ls, (void *)&sa, sizeof(sa)) && !listen(ls, 1),
 	      "listen on 127.0.0.25:25: %s", strerror(errno));
 	inet_pton(AF_INET, "127.0.0.10", c.cli + 12);
 	inet_pton(AF_INET, "127.0.0.25", c.srv + 12);
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq, NULL, 0,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "SYN-ACK on ingress, listener only");
+	check(counter(STG_C_SPOOFED) == 0, "a listener counted as local");
+	reset_maps();
+	check(!bind(cs, (void *)&ca, sizeof(ca)) &&
+		      !connect(cs, (void *)&sa, sizeof(sa)) &&
+		      (as = accept(ls, NULL, NULL)) >= 0,
+	      "loopback connection: %s", strerror(errno));
 
 	/* The real SYN-ACK leaves through egress. */
 	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq, NULL, 0,
@@ -691,12 +706,15 @@ static void t_spoofed_server(void)
 	check(cli(&c, "STARTTLS\r\n") == PASS, "STARTTLS");
 	/* A forged go-ahead and a forged SYN-ACK, on ingress. */
 	check(srv(&c, "220 go ahead\r\n") == SHOT, "forged 220 passed");
+	c.sseq -= 14; /* never sent by the server */
 	pkt_build(&p, &c, 0, F_SYN | F_ACK, 777, c.cseq, NULL, 0, NULL, 0);
 	check(run(&p, false) == SHOT, "forged SYN-ACK passed");
 	check(counter(STG_C_SPOOFED) == 2, "spoofed counted");
 	check(phase(&c) == STG_STARTTLS_SENT, "phase %d", phase(&c));
 	check(sendn(&c, 1, hello, sizeof(hello) - 1) == OK,
 	      "ClientHello without a real 220 passed");
+	close(as);
+	close(cs);
 	close(ls);
 }
 
@@ -708,13 +726,107 @@ static void t_forged_synack(void)
 	struct pkt p;
 
 	to_ehlo(&c);
-	pkt_build(&p, &c, 0, F_SYN | F_ACK, 12345, c.cseq + 100000, NULL, 0,
-		  NULL, 0);
+	/* another server ISN, and tracking restarted far ahead */
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq + 100000, NULL,
+		  0, NULL, 0);
 	check(run(&p, false) == PASS, "forged SYN-ACK");
 	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == SHOT,
 	      "MAIL before the forged start passed");
 	check(counter(STG_C_OUT_OF_WINDOW) == 1, "out_of_window counted");
 	check(counter(STG_C_RETRANSMITS) == 0, "taken as a retransmission");
+}
+
+/* What the server's TCP reads differently, or discards, is not judged as
+ * if it were delivered: urgent data; data without ACK, acking unsent
+ * data or carrying TCP-MD5, after which other bytes may come at the same
+ * sequence number. */
+static void t_unacceptable(void)
+{
+	struct tconn c = conn4(41800);
+	uint32_t at;
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK | F_URG, c.cseq, c.sseq, "NOOP ", 5, NULL, 0);
+	check(run(&p, false) == OK, "urgent data not reset");
+	check(resets(STG_R_URGENT_DATA) == 1, "urgent_data counted");
+
+	reset_maps();
+	c = conn4(41801);
+	to_ehlo(&c);
+	at = c.cseq;
+	pkt_build(&p, &c, 1, F_PSH, at, 0, "NOOP xxx\r\n", 10, NULL, 0);
+	check(run(&p, false) == SHOT, "data without ACK");
+	pkt_build(&p, &c, 1, F_ACK, at, c.sseq + 100000, "NOOP xxx\r\n", 10,
+		  NULL, 0);
+	check(run(&p, false) == SHOT, "ACK of unsent data");
+	pkt_build(&p, &c, 1, F_ACK, at, c.sseq, "NOOP xxx\r\n", 10,
+		  "\x13\x12" "0123456789abcdef" "\x01\x01", 20);
+	check(run(&p, false) == SHOT, "TCP-MD5 option");
+	check(counter(STG_C_UNACCEPTABLE) == 3, "unacceptable counted");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "MAIL at the same sequence number passed");
+}
+
+/* Ethernet padding of short frames is no payload (the frame of a bare
+ * ACK is padded to 60 bytes on the wire). */
+static void t_padding(void)
+{
+	struct tconn c = conn4(41900);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, NULL, 0, NULL, 0);
+	p.len += 6; /* zeros after the IP datagram */
+	check(run(&p, false) == PASS, "padded ACK judged");
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq, "EHLO ", 5, NULL, 0);
+	p.len += 1;
+	check(run(&p, false) == PASS, "padded EHLO");
+	c.cseq += 5;
+	check(cli(&c, "x\r\nMAIL FROM:<a@example.org>\r\n") == OK,
+	      "padding shifted the stream");
+}
+
+/* Headers cut short or too deep to find the ports: dropped (a tiny first
+ * fragment, four VLAN tags). */
+static void t_unparseable(void)
+{
+	struct tconn c = conn4(42000);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "MAIL", 4, NULL, 0);
+	p.b[p.l3 + 6] = 0x20; /* MF */
+	p.len = p.l4 + 8;     /* half a TCP header */
+	check(run(&p, false) == SHOT, "tiny first fragment passed");
+
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "MAIL", 4, NULL, 0);
+	memmove(p.b + 24, p.b + 12, p.len - 12);
+	for (int i = 0; i < 3; i++) {
+		p.b[12 + 4 * i] = 0x81;
+		p.b[13 + 4 * i] = 0x00;
+		p.b[14 + 4 * i] = 0x00;
+		p.b[15 + 4 * i] = 0x00;
+	}
+	p.len += 12;
+	check(run(&p, false) == SHOT, "three VLAN tags passed");
+	check(resets(STG_R_UNINSPECTABLE) == 2, "uninspectable counted");
+}
+
+/* A SYN-ACK with an ISN close to the old stream's still starts afresh:
+ * tracking restarts on any other ISN than the one tracked. */
+static void t_synack_isn(void)
+{
+	struct tconn c = conn4(42100);
+	struct pkt p;
+
+	to_tls(&c);
+	/* the server's next byte as tracked, minus one, as ISN */
+	c.cseq = 9000;
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq, NULL, 0,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "SYN-ACK");
+	check(phase(&c) == STG_PLAIN, "kept the old TLS phase");
 }
 
 static const struct {
@@ -743,6 +855,10 @@ static const struct {
 	{ "SYN-ACK with a new ISN starts afresh", t_reuse },
 	{ "forged SYN-ACK cannot skip the stream", t_forged_synack },
 	{ "forged server packets of a local server dropped", t_spoofed_server },
+	{ "segments the server reads differently or discards", t_unacceptable },
+	{ "Ethernet padding is no payload", t_padding },
+	{ "tiny first fragment, deep VLAN stack dropped", t_unparseable },
+	{ "SYN-ACK with another ISN restarts tracking", t_synack_isn },
 };
 
 int main(int argc, char **argv)

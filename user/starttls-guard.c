@@ -54,6 +54,7 @@ static const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_OUT_OF_ORDER] = "out_of_order_dropped",
 	[STG_C_OUT_OF_WINDOW] = "out_of_window_dropped",
 	[STG_C_SPOOFED] = "spoofed_server_dropped",
+	[STG_C_UNACCEPTABLE] = "unacceptable_dropped",
 	[STG_C_BLOCKED_DROPS] = "blocked_packets_dropped",
 	[STG_C_PICKUPS] = "midstream_pickups",
 	[STG_C_MONITOR_HITS] = "monitor_violations",
@@ -68,6 +69,7 @@ static const char *const reason_names[STG_R_MAX] = {
 	[STG_R_RESPONSE_INJECTION] = "response_injection",
 	[STG_R_DENIED_HOST] = "denied_host",
 	[STG_R_UNINSPECTABLE] = "uninspectable",
+	[STG_R_URGENT_DATA] = "urgent_data",
 };
 
 static const char *const action_names[] = {
