@@ -141,6 +141,20 @@ t_outbound() {
 	lab_wait_delivered "s$t" || return 1
 }
 
+# On loopback: a client and Postfix on the same host, the guard on lo
+# (every packet passes egress, then ingress).
+t_loopback() {
+	local t=tok$RANDOM$RANDOM
+	guard_srv attach lo >/dev/null || return 1
+	expect 3 "plaintext over lo" lab_srv timeout 30 python3 "$LAB_LIB_DIR/smtp_client.py" \
+		--server "$LAB_SRV4" --token "p$t" || return 1
+	expect 0 "STARTTLS over lo" lab_srv timeout 30 python3 "$LAB_LIB_DIR/smtp_client.py" \
+		--server "$LAB_SRV6" --starttls --token "s$t" || return 1
+	lab_wait_delivered "s$t" || return 1
+	[ "$(counter "$LAB_SRV_NS" spoofed_server_dropped)" = 0 ] ||
+		{ echo "loopback server packets taken as forged"; return 1; }
+}
+
 # The clsact path: same verdicts; our qdisc goes with us; a foreign
 # filter on the same hook stays (cases 50, 51, 52).
 t_clsact() {
@@ -247,6 +261,7 @@ run_test "IPv4: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib)" t_inb
 run_test "IPv6: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib)" t_inbound "$LAB_SRV6"
 run_test "exempt client delivers in plaintext, denied client cannot connect" t_hosts
 run_test "outbound: attached on the client's side" t_outbound
+run_test "loopback: client and server on the same host" t_loopback
 run_test "clsact mode; foreign filters kept" t_clsact
 run_test "detach: plaintext works again, nothing left" t_detach
 run_test "attach again updates options, keeps state" t_reattach
