@@ -18,6 +18,22 @@
 
 #define STG_TCP_HLEN 20
 
+/* The RST's TCP header, built on the stack: a struct of ours, because
+ * vmlinux.h's tcphdr carries CO-RE relocations, and its bitfields differ
+ * between kernels ("ae" exists only from 6.x on): zeroing it would not
+ * load on 5.10 or 6.1. */
+struct stg_tcphdr {
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff;		/* data offset, in the high nibble */
+	__u8 flags;
+	__be16 window;
+	__sum16 check;
+	__be16 urg_ptr;
+};
+
 static __always_inline __u32 stg_sum16(const void *p, int words)
 {
 	const __u16 *w = p;
@@ -118,14 +134,14 @@ static __always_inline int stg_rst_write(struct __sk_buff *skb,
 	th = data + l4;
 	if ((void *)(th + 1) > end)
 		return -1;
-	struct tcphdr t = {
+	struct stg_tcphdr t = {
 		.source = bpf_htons(sport),
 		.dest = bpf_htons(dport),
 		.seq = bpf_htonl(seq),
 		.ack_seq = bpf_htonl(ack),
+		.doff = (STG_TCP_HLEN / 4) << 4,
+		.flags = STG_TCP_RST | STG_TCP_ACK,
 	};
-	((__u8 *)&t)[12] = (STG_TCP_HLEN / 4) << 4;
-	((__u8 *)&t)[13] = STG_TCP_RST | STG_TCP_ACK;
 	__builtin_memcpy(th, &t, sizeof(t));
 	__u32 hsum = stg_sum16(&t, STG_TCP_HLEN / 2);
 

@@ -556,7 +556,14 @@ static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 	n = x->stop > x->pos ? x->stop - x->pos : 0;
 	if (n > STG_CHUNK)
 		n = STG_CHUNK;
-	if (n == 0 || bpf_skb_load_bytes(skb, x->pos, x->buf, n))
+	if (n == 0)
+		goto violation;
+	/* 1 <= n <= STG_CHUNK in a form that older verifiers (5.10, 6.1)
+	 * see too: they learn nothing from n != 0. */
+	n -= 1;
+	asm volatile("%0 &= %1" : "+r"(n) : "i"(STG_CHUNK - 1));
+	n += 1;
+	if (bpf_skb_load_bytes(skb, x->pos, x->buf, n))
 		goto violation;
 	for (__u32 i = 0; i < STG_CHUNK; i++) {
 		if (i >= n || s->phase == STG_TLS)
