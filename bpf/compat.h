@@ -12,6 +12,9 @@
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88A8
 
+#define STG_PACKET_BROADCAST 1	/* skb->pkt_type */
+#define STG_PACKET_MULTICAST 2
+
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 

@@ -43,6 +43,13 @@ enum stg_parse_result {
 				 * tags or IPv6 extension headers */
 };
 
+static __always_inline __u16 stg_csum_fold(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return s;
+}
+
 static __always_inline int stg_port_guarded(const struct stg_config *cfg,
 					    __u16 port)
 {
@@ -60,6 +67,13 @@ static __always_inline void stg_map4(__u8 *dst, __be32 addr)
 	w[3] = addr;
 }
 
+static __always_inline int stg_ipv6_ext(__u8 nh)
+{
+	return nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING ||
+	       nh == NEXTHDR_DEST || nh == NEXTHDR_FRAGMENT ||
+	       nh == NEXTHDR_AUTH;
+}
+
 /* Walk IPv6 extension headers from *nh at *off. Returns STG_P_TCP with
  * *off at the TCP header, STG_P_PASS for other protocols and non-first
  * fragments, STG_P_PULL or STG_P_UNWALKABLE. */
@@ -72,9 +86,7 @@ static __always_inline int stg_ipv6_walk(void *data, void *end, __u32 *off,
 
 		if (*nh == NEXTHDR_TCP)
 			return STG_P_TCP;
-		if (*nh != NEXTHDR_HOP && *nh != NEXTHDR_ROUTING &&
-		    *nh != NEXTHDR_DEST && *nh != NEXTHDR_FRAGMENT &&
-		    *nh != NEXTHDR_AUTH)
+		if (!stg_ipv6_ext(*nh))
 			return STG_P_PASS;
 		if ((void *)(oh + 1) > end)
 			return STG_P_PULL;
@@ -95,7 +107,60 @@ static __always_inline int stg_ipv6_walk(void *data, void *end, __u32 *off,
 		}
 		*nh = oh->nexthdr;
 	}
-	return *nh == NEXTHDR_TCP ? STG_P_TCP : STG_P_UNWALKABLE;
+	if (*nh == NEXTHDR_TCP)
+		return STG_P_TCP;
+	return stg_ipv6_ext(*nh) ? STG_P_UNWALKABLE : STG_P_PASS;
+}
+
+/*
+ * The IP header of a guarded connection's packet, checked as the stack
+ * will check it (what needs loops, the IPv4 checksum and options, is
+ * checked by stg_check before payload is judged): a packet that the stack
+ * drops must not be judged (a client would send other bytes at the same
+ * sequence number next), so it is passed unjudged (STG_P_PASS); one whose
+ * IPv4-mapped IPv6 addresses would share an IPv4 connection's key is
+ * dropped (STG_P_UNWALKABLE). Sets *ip_end to where the datagram ends.
+ */
+static __always_inline int stg_ip_check(struct __sk_buff *skb,
+					const struct stg_pkt *p, void *data,
+					void *end, __u32 *ip_end)
+{
+	__u32 len;
+
+	if (p->ipv6) {
+		struct ipv6hdr *ip6 = data + p->l3_off;
+		const __u32 *a, *b;
+
+		if ((void *)(ip6 + 1) > end)
+			return STG_P_PULL;
+		a = (const __u32 *)&ip6->saddr;
+		b = (const __u32 *)&ip6->daddr;
+		if ((!a[0] && !a[1] && a[2] == bpf_htonl(0xffff)) ||
+		    (!b[0] && !b[1] && b[2] == bpf_htonl(0xffff)))
+			return STG_P_UNWALKABLE;
+		len = bpf_ntohs(ip6->payload_len);
+		if (!len && !skb->gso_size)
+			return STG_P_PASS; /* no jumbo: trimmed to nothing */
+		*ip_end = len ? p->l3_off + sizeof(*ip6) + len : skb->len;
+	} else {
+		struct iphdr *ip = data + p->l3_off;
+		__u32 hl;
+
+		if ((void *)(ip + 1) > end)
+			return STG_P_PULL;
+		if (ip->version != 4)
+			return STG_P_PASS;
+		hl = ip->ihl * 4;
+		len = bpf_ntohs(ip->tot_len);
+		if (!len && skb->gso_size)
+			len = skb->len - p->l3_off; /* BIG TCP */
+		if (len < hl + 20)
+			return STG_P_PASS;
+		*ip_end = p->l3_off + len;
+	}
+	if (*ip_end > skb->len)
+		return STG_P_PASS; /* shorter than it says: dropped */
+	return STG_P_TCP;
 }
 
 /*
@@ -114,6 +179,7 @@ static __always_inline int stg_parse(struct __sk_buff *skb, struct stg_pkt *p,
 	__u8 *saddr, *daddr;
 	__u32 ip_end = 0;
 	struct tcphdr *th;
+	int r;
 	__be16 proto;
 
 	if ((void *)(eth + 1) > end)
@@ -148,20 +214,14 @@ static __always_inline int stg_parse(struct __sk_buff *skb, struct stg_pkt *p,
 			return STG_P_PASS; /* non-first fragments carry no ports */
 		p->frag = !!(ip->frag_off & bpf_htons(IP_MF));
 		p->ipv6 = 0;
-		/* tot_len is 0 in BIG TCP super-packets: then skb->len */
-		ip_end = ip->tot_len ? off + bpf_ntohs(ip->tot_len) : skb->len;
 		off += ip->ihl * 4;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data + off;
 		__u8 nh;
-		int r;
 
 		if ((void *)(ip6 + 1) > end)
 			return STG_P_PULL;
 		nh = ip6->nexthdr;
-		ip_end = ip6->payload_len ? off + sizeof(*ip6) +
-						    bpf_ntohs(ip6->payload_len)
-					  : skb->len; /* jumbo / BIG TCP */
 		off += sizeof(*ip6);
 		r = stg_ipv6_walk(data, end, &off, &nh, &p->frag);
 		if (r != STG_P_TCP)
@@ -189,10 +249,11 @@ static __always_inline int stg_parse(struct __sk_buff *skb, struct stg_pkt *p,
 		return STG_P_PASS; /* malformed: the stack drops it */
 	p->l4_off = off;
 	p->pay_off = off + th->doff * 4;
+	r = stg_ip_check(skb, p, data, end, &ip_end);
+	if (r != STG_P_TCP)
+		return r;
 	/* The payload ends where IP says, not at skb->len: Ethernet padding
 	 * of short frames is no payload. */
-	if (ip_end > skb->len)
-		ip_end = skb->len;
 	p->pay_len = ip_end > p->pay_off ? ip_end - p->pay_off : 0;
 	p->seq = bpf_ntohl(th->seq);
 	p->ack = bpf_ntohl(th->ack_seq);

@@ -45,13 +45,6 @@ static __always_inline __u32 stg_sum16(const void *p, int words)
 	return s;
 }
 
-static __always_inline __u16 stg_fold(__u32 s)
-{
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return s;
-}
-
 /* Trim the skb to the RST's length. Invalidates packet pointers. */
 static __always_inline int stg_rst_trim(struct __sk_buff *skb,
 					const struct stg_pkt *p)
@@ -123,7 +116,7 @@ static __always_inline int stg_rst_write(struct __sk_buff *skb,
 		old = ip->tot_len;
 		new = bpf_htons(l4 - l3 + STG_TCP_HLEN);
 		/* RFC 1624: HC' = ~(~HC + ~m + m') */
-		ip->check = ~stg_fold((__u16)~ip->check + (__u16)~old + new);
+		ip->check = ~stg_csum_fold((__u16)~ip->check + (__u16)~old + new);
 		ip->tot_len = new;
 		__builtin_memcpy(&ip->saddr, src + 12, 4);
 		__builtin_memcpy(&ip->daddr, dst + 12, 4);

@@ -254,59 +254,22 @@ static __always_inline int stg_violation(struct __sk_buff *skb,
 	return stg_reset(skb, p, ingress, 1, fwd, rev);
 }
 
-enum {
-	STG_SEG_OK = 0,
-	STG_SEG_URGENT,		/* urgent data: the server reads another stream */
-	STG_SEG_UNACCEPTABLE,	/* the server's TCP will discard it */
-};
-
 #define STG_TCP_URG 0x20
-#define STG_TCPOPT_MD5 19
-#define STG_TCPOPT_AO 29
 
 /*
- * A client segment before TLS that the server's TCP reads differently
- * from the bytes in it: urgent data is taken out of the stream (Postfix
- * does not set SO_OOBINLINE). Or one it discards, so that judging it
- * would let other bytes be sent again at the same sequence number later:
- * data without ACK, an ACK of server data never sent, a TCP-MD5 or TCP-AO
- * option (no keys on an SMTP socket).
+ * Is this client segment one that the server's TCP discards? Judging it
+ * would let other bytes come later at the same sequence number: data
+ * without ACK, an ACK of server data never sent or from before the
+ * connection. (TCP-MD5 and TCP-AO options: stg_check.)
  */
-static __always_inline int stg_client_segment(struct __sk_buff *skb,
-					      const struct stg_pkt *p,
-					      const struct stg_conn *c)
+static __always_inline int stg_discarded(const struct stg_pkt *p,
+					 const struct stg_conn *c)
 {
-	/* 64-bit, so that the register passed to the helper is the one
-	 * checked (1 <= olen <= 40) */
-	__u64 olen = (__u64)p->pay_off - (__u64)p->l4_off;
-	__u8 opt[40];
-	__u32 i = 0;
-
-	if (p->flags & STG_TCP_URG)
-		return STG_SEG_URGENT;
-	if (!(p->flags & STG_TCP_ACK) || stg_seq_diff(p->ack, c->srv_nxt) > 0)
-		return STG_SEG_UNACCEPTABLE;
-	if (olen <= STG_TCP_HLEN || olen > STG_TCP_HLEN + sizeof(opt))
-		return STG_SEG_OK;
-	olen -= STG_TCP_HLEN;
-	if (bpf_skb_load_bytes(skb, p->l4_off + STG_TCP_HLEN, opt, olen))
-		return STG_SEG_OK;
-	for (int n = 0; n < 20; n++) {
-		__u8 kind, len;
-
-		if (i >= olen || i >= sizeof(opt) - 1)
-			break;
-		kind = opt[i];
-		if (kind == 0)
-			break;
-		if (kind == STG_TCPOPT_MD5 || kind == STG_TCPOPT_AO)
-			return STG_SEG_UNACCEPTABLE;
-		len = kind == 1 ? 1 : opt[i + 1];
-		if (len < 1)
-			break;
-		i += len;
-	}
-	return STG_SEG_OK;
+	if (!(p->flags & STG_TCP_ACK))
+		return 1;
+	return !(c->flags & STG_F_SRV_UNKNOWN) &&
+	       (stg_seq_diff(p->ack, c->srv_nxt) > 0 ||
+		stg_seq_diff(p->ack, c->srv_base) < 0);
 }
 
 /* Judge the payload of a packet of connection @c (phase below STG_TLS):
@@ -317,23 +280,43 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 				       int ingress)
 {
 	__u32 nxt = p->c2s ? c->cli_nxt : c->srv_nxt;
-	__u32 seq = p->seq + !!(p->flags & STG_TCP_SYN);
-	__u32 end = seq + p->pay_len, skip, zero = 0;
+	__u32 seq = p->seq, end = seq + p->pay_len, skip, zero = 0;
+	__u32 unknown = p->c2s ? STG_F_CLI_UNKNOWN : STG_F_SRV_UNKNOWN;
 	struct stg_scan_ctx *x;
 
-	if (p->c2s) {
-		int v = stg_client_segment(skb, p, c);
-
-		if (v == STG_SEG_URGENT)
+	if (p->pay_len && (p->flags & (STG_TCP_SYN | STG_TCP_RST))) {
+		/* Data the receiver does not take in: on an RST (passed
+		 * unjudged), or on a SYN of an established connection. */
+		if (p->flags & STG_TCP_RST)
+			return STG_PASS;
+		stg_count(STG_C_UNACCEPTABLE);
+		return TC_ACT_SHOT;
+	}
+	if (p->c2s && (p->pay_len || (p->flags & STG_TCP_URG)) &&
+	    stg_discarded(p, c)) {
+		stg_count(STG_C_UNACCEPTABLE);
+		return TC_ACT_SHOT;
+	}
+	if (!p->pay_len) {
+		/* An urgent pointer on a bare ACK in sequence: the byte it
+		 * points at will be taken out of the stream. */
+		if (p->c2s && (p->flags & STG_TCP_URG) && seq == nxt &&
+		    !(c->flags & unknown))
 			return stg_violation(skb, p, c, cfg, STG_R_URGENT_DATA,
 					     ingress);
-		if (v == STG_SEG_UNACCEPTABLE && p->pay_len) {
-			stg_count(STG_C_UNACCEPTABLE);
-			return TC_ACT_SHOT;
-		}
-	}
-	if (!p->pay_len)
 		return STG_PASS;
+	}
+	if (c->flags & unknown) {
+		/* Picked up: this direction's stream starts here. */
+		if (stg_spoofed(skb, p, ingress))
+			return TC_ACT_SHOT;
+		c->flags &= ~unknown;
+		nxt = seq;
+		if (p->c2s)
+			c->cli_nxt = c->cli_base = seq;
+		else
+			c->srv_nxt = c->srv_base = seq;
+	}
 	if (stg_seq_diff(end, nxt) <= 0) {
 		/* Wholly judged before: a retransmission. Unless it starts
 		 * before the first byte tracked: nothing there was judged
@@ -353,6 +336,10 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 		stg_count(STG_C_OUT_OF_ORDER);
 		return TC_ACT_SHOT;
 	}
+	/* Urgent data is taken out of the stream by the server's TCP
+	 * (Postfix does not set SO_OOBINLINE): it reads other bytes. */
+	if (p->c2s && (p->flags & STG_TCP_URG))
+		return stg_violation(skb, p, c, cfg, STG_R_URGENT_DATA, ingress);
 	skip = nxt - seq; /* overlap: judge only what is new */
 	x = bpf_map_lookup_elem(&scratch, &zero);
 	if (!x || p->pay_len - skip > STG_MAX_SCAN)
@@ -364,22 +351,54 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	x->before = c->smtp.phase;
 	x->ingress = ingress;
 	x->refused = 0;
-	bpf_tail_call(skb, &jmp, p->c2s ? STG_JMP_CLI : STG_JMP_SRV);
+	bpf_tail_call(skb, &jmp, STG_JMP_CHECK);
 	/* Not reached unless the tail call failed. */
 uninspectable:
 	return stg_violation(skb, p, c, cfg, STG_R_UNINSPECTABLE, ingress);
 }
 
-/* Start tracking a connection. @greeted: picked up mid-stream. */
+/* Does the payload start with a byte that is no text (not printable
+ * ASCII, tab, CR or LF) within its first 16 bytes? Ciphertext does (all
+ * 16 printable by chance: about 1 in 10^7). */
+static __always_inline int stg_binary(struct __sk_buff *skb,
+				      const struct stg_pkt *p)
+{
+	__u64 n = p->pay_len;
+	__u8 b[16];
+
+	if (n > sizeof(b))
+		n = sizeof(b);
+	if (n == 0)
+		return 0;
+	/* 1 <= n <= 16 in a form older verifiers see */
+	n -= 1;
+	asm volatile("%0 &= %1" : "+r"(n) : "i"(sizeof(b) - 1));
+	n += 1;
+	if (bpf_skb_load_bytes(skb, p->pay_off, b, n))
+		return 0;
+	for (__u32 i = 0; i < sizeof(b); i++) {
+		if (i >= n)
+			break;
+		if ((b[i] < 0x20 && b[i] != '\t' && b[i] != '\r' &&
+		     b[i] != '\n') || b[i] > 0x7e)
+			return 1;
+	}
+	return 0;
+}
+
+/* Start tracking a connection. @flags: STG_F_*_UNKNOWN when picked up
+ * mid-stream. */
 static __always_inline struct stg_conn *
 stg_track(const struct stg_pkt *p, __u32 cli_nxt, __u32 srv_nxt,
-	  int greeted, __u32 action)
+	  __u32 flags, __u32 action)
 {
 	struct stg_conn c = {};
 
-	smtp_init(&c.smtp, greeted);
+	/* Picked up mid-stream (flags set): as if past the greeting. */
+	smtp_init(&c.smtp, flags != 0);
 	c.cli_nxt = c.cli_base = cli_nxt;
 	c.srv_nxt = c.srv_base = srv_nxt;
+	c.flags = flags;
 	if (action == STG_ACT_EXEMPT) {
 		c.smtp.phase = STG_EXEMPT;
 		stg_count(STG_C_EXEMPT);
@@ -436,18 +455,18 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 	} else if (p->pay_len && !(p->flags & STG_TCP_RST)) {
 		/* Payload of a connection that began before we were
 		 * attached (or whose state was evicted): judged as if past
-		 * the greeting. Each side's ACK says where the other is. */
-		__u8 rec[2];
-
+		 * the greeting, from this packet on. The other direction's
+		 * stream starts with its next packet (its ACK here may lag
+		 * behind data in flight). */
 		action = stg_host_action(&p->key, cfg);
 		stg_count(STG_C_PICKUPS);
-		c = p->c2s ? stg_track(p, p->seq, p->ack, 1, action)
-			   : stg_track(p, p->ack, p->seq, 1, action);
-		/* A TLS record (change_cipher_spec, alert, handshake or
-		 * application data, version 3.x): already encrypted. */
-		if (c && c->smtp.phase == STG_PLAIN && p->pay_len >= 2 &&
-		    !bpf_skb_load_bytes(skb, p->pay_off, rec, 2) &&
-		    rec[0] >= 0x14 && rec[0] <= 0x17 && rec[1] == 0x03) {
+		c = p->c2s ? stg_track(p, p->seq, p->ack, STG_F_SRV_UNKNOWN,
+				       action)
+			   : stg_track(p, p->ack, p->seq, STG_F_CLI_UNKNOWN,
+				       action);
+		if (c && c->smtp.phase == STG_PLAIN && stg_binary(skb, p)) {
+			/* Not text: an SMTP session before TLS is text, so
+			 * this is a TLS session seen from its middle. */
 			c->smtp.phase = STG_TLS;
 			return STG_PASS;
 		}
@@ -492,6 +511,11 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	if (r != STG_P_TCP)
 		return STG_PASS;
 
+	/* TCP takes nothing sent to a broadcast or multicast address: not
+	 * judged, so that nothing is credited that the server never read. */
+	if (ingress && (skb->pkt_type == STG_PACKET_BROADCAST ||
+			skb->pkt_type == STG_PACKET_MULTICAST))
+		return STG_PASS;
 	stg_count(STG_C_PACKETS);
 	c = bpf_map_lookup_elem(&conns, &p.key);
 	if (c && c->smtp.phase >= STG_TLS && !(p.flags & STG_TCP_SYN)) {
@@ -510,10 +534,18 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
 		return TC_ACT_SHOT;
 	}
-	/* A SYN-ACK with another initial sequence number than the one
-	 * tracked is a new connection on the same addresses and ports. */
+	/* A client SYN on a tuple with state may start a new connection:
+	 * remember it. A SYN-ACK that answers it, with another initial
+	 * sequence number than the one tracked, starts it (a forged SYN-ACK
+	 * alone does not end a live connection's state). */
+	if (c && (p.flags & (STG_TCP_SYN | STG_TCP_ACK)) == STG_TCP_SYN &&
+	    p.c2s) {
+		c->syn_seq = p.seq;
+		c->flags |= STG_F_SYN;
+	}
 	if (!c || (p.flags & (STG_TCP_SYN | STG_TCP_ACK)) == STG_TCP_SYN ||
-	    ((p.flags & STG_TCP_SYN) && !p.c2s && c->srv_base != p.seq + 1)) {
+	    ((p.flags & STG_TCP_SYN) && !p.c2s && c->srv_base != p.seq + 1 &&
+	     (c->flags & STG_F_SYN) && p.ack == c->syn_seq + 1)) {
 		if (stg_spoofed(skb, &p, ingress))
 			return TC_ACT_SHOT;
 		c = NULL;
@@ -526,6 +558,79 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 		return STG_PASS;
 	}
 	return stg_inspect(skb, &p, c, cfg, ingress);
+}
+
+#define STG_TCPOPT_MD5 19
+#define STG_TCPOPT_AO 29
+
+/*
+ * Before the payload handed over in "scratch" is judged: what of the
+ * headers needs loops, and so a program of its own. A packet that the
+ * receiving stack drops is passed unjudged, state untouched: an IPv4
+ * header with a bad checksum; a client segment with a TCP-MD5 or TCP-AO
+ * option (no keys on an SMTP socket) is dropped. IPv4 options other than
+ * padding (source routes and the like, which the stack may refuse or
+ * take elsewhere) are dropped. Then on to the scan program.
+ */
+SEC("tc")
+int stg_check(struct __sk_buff *skb)
+{
+	__u32 zero = 0, sum = 0, i = 0;
+	struct stg_scan_ctx *x = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 hl, olen;
+
+	if (!x)
+		return TC_ACT_SHOT;
+	if (!x->pkt.ipv6) {
+		/* 64-bit, so that the register passed to the helper is the
+		 * one checked (20 <= hl <= 60) */
+		hl = (__u64)x->pkt.l4_off - (__u64)x->pkt.l3_off;
+		if (hl < 20 || hl > 60 ||
+		    bpf_skb_load_bytes(skb, x->pkt.l3_off, x->buf, hl))
+			return TC_ACT_SHOT;
+		for (__u32 w = 0; w < 30; w++) {
+			if (w >= hl / 2)
+				break;
+			sum += ((__u16 *)x->buf)[w];
+		}
+		if (stg_csum_fold(sum) != 0xffff)
+			return STG_PASS; /* the stack drops it */
+		for (__u32 b = 20; b < 60; b++) {
+			if (b >= hl)
+				break;
+			if (x->buf[b] > 1) { /* not NOP or EOL */
+				stg_count(STG_C_UNACCEPTABLE);
+				return TC_ACT_SHOT;
+			}
+		}
+	}
+	olen = (__u64)x->pkt.pay_off - (__u64)x->pkt.l4_off;
+	if (x->pkt.c2s && olen > STG_TCP_HLEN && olen <= 60) {
+		olen -= STG_TCP_HLEN;
+		if (bpf_skb_load_bytes(skb, x->pkt.l4_off + STG_TCP_HLEN,
+				       x->buf, olen))
+			return TC_ACT_SHOT;
+		for (int n = 0; n < 40; n++) {
+			__u8 kind, len;
+
+			if (i >= olen || i >= 39)
+				break;
+			kind = x->buf[i];
+			if (kind == 0)
+				break;
+			if (kind == STG_TCPOPT_MD5 || kind == STG_TCPOPT_AO) {
+				stg_count(STG_C_UNACCEPTABLE);
+				return TC_ACT_SHOT;
+			}
+			len = kind == 1 ? 1 : x->buf[i + 1];
+			if (len < 1)
+				break;
+			i += len;
+		}
+	}
+	bpf_tail_call(skb, &jmp, x->pkt.c2s ? STG_JMP_CLI : STG_JMP_SRV);
+	stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+	return TC_ACT_SHOT;
 }
 
 /*

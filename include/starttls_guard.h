@@ -16,18 +16,19 @@
 #define STG_PORT_WORDS 1024	/* 65536 ports, one bit each */
 
 /* Payload is judged STG_CHUNK bytes per program run, chained by tail
- * calls (at most 32 on 5.10, one of them from the entry program): a
- * packet with more unjudged payload than STG_MAX_SCAN before TLS is
- * reset (fail closed). */
+ * calls (at most 32 on 5.10, two of them from the entry program and the
+ * header check): a packet with more unjudged payload than STG_MAX_SCAN
+ * before TLS is reset (fail closed). */
 #ifndef STG_CHUNK
 #define STG_CHUNK 512
 #endif
-#define STG_MAX_SCAN (STG_CHUNK * 31)
+#define STG_MAX_SCAN (STG_CHUNK * 30)
 
 /* Slots of the "jmp" program array: the payload scanners. */
 enum stg_jmp {
 	STG_JMP_CLI = 0,	/* stg_scan_cli: client bytes */
 	STG_JMP_SRV = 1,	/* stg_scan_srv: server bytes */
+	STG_JMP_CHECK = 2,	/* stg_check: headers, before the scan */
 	STG_JMP_MAX,
 };
 
@@ -103,8 +104,14 @@ struct stg_conn {
 	__u32 srv_nxt;		/* next server sequence number expected */
 	__u32 cli_base;		/* first client sequence number tracked */
 	__u32 srv_base;		/* first server sequence number tracked */
+	__u32 syn_seq;		/* a client SYN seen on the tuple since */
+	__u32 flags;		/* STG_F_* */
 	enum stg_reason reason;	/* why it was blocked or monitored */
 };
+
+#define STG_F_CLI_UNKNOWN 0x1	/* picked up: next client byte not known yet */
+#define STG_F_SRV_UNKNOWN 0x2	/* picked up: next server byte not known yet */
+#define STG_F_SYN 0x4		/* syn_seq is set: a new connection may start */
 
 /* Host map: an LPM trie of CIDRs, IPv4 as ::ffff:0:0/96 plus the prefix. */
 struct stg_host_key {

@@ -123,6 +123,15 @@ static inline void pkt_build(struct pkt *p, const struct tconn *c, int c2s,
 	p->len = off + tlen + plen;
 }
 
+/* Recompute the IPv4 header checksum after editing the header. */
+static inline void pkt_fix_ip4(struct pkt *p)
+{
+	struct iphdr *ip = (void *)(p->b + p->l3);
+
+	ip->check = 0;
+	ip->check = htons(csum_fold(csum_add(0, ip, ip->ihl * 4)));
+}
+
 /* 1 when the TCP (and IPv4 header) checksums of a packet are right. */
 static inline int pkt_csum_ok(const uint8_t *b, uint32_t len, uint32_t l3,
 			      int v6)

@@ -24,7 +24,7 @@
 
 #include "pkt.h"
 #include "starttls_guard.h"
-#include "starttls_guard.skel.h"
+#include "jmp.h"
 
 #define PASS 0xffffffffu /* TC_ACT_UNSPEC: let the packet (and others) go on */
 #define OK 0u		 /* TC_ACT_OK: the packet rewritten into an RST */
@@ -573,6 +573,7 @@ static void t_other_traffic(void)
 	c = conn4(41002);
 	pkt_build(&p, &c, 1, F_ACK, 1, 1, "MAIL", 4, NULL, 0);
 	p.b[p.l3 + 9] = IPPROTO_UDP;
+	pkt_fix_ip4(&p);
 	check(run(&p, false) == PASS, "UDP");
 }
 
@@ -614,10 +615,12 @@ static void t_fragments(void)
 	to_ehlo(&c);
 	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "MAIL", 4, NULL, 0);
 	p.b[p.l3 + 6] = 0x20; /* MF */
+	pkt_fix_ip4(&p);
 	check(run(&p, false) == SHOT, "first fragment passed");
 	check(resets(STG_R_UNINSPECTABLE) == 1, "fragment counted");
 	p.b[p.l3 + 6] = 0x00;
 	p.b[p.l3 + 7] = 0x10; /* offset: no TCP header, ports unknown */
+	pkt_fix_ip4(&p);
 	check(run(&p, false) == PASS, "later fragment judged as TCP");
 }
 
@@ -704,10 +707,13 @@ static void t_spoofed_server(void)
 	check(run(&p, true) == PASS, "greeting on egress");
 	c.sseq += 8;
 	check(cli(&c, "STARTTLS\r\n") == PASS, "STARTTLS");
-	/* A forged go-ahead and a forged SYN-ACK, on ingress. */
+	/* A forged go-ahead; a SYN and a forged SYN-ACK answering it, on
+	 * ingress. */
 	check(srv(&c, "220 go ahead\r\n") == SHOT, "forged 220 passed");
 	c.sseq -= 14; /* never sent by the server */
-	pkt_build(&p, &c, 0, F_SYN | F_ACK, 777, c.cseq, NULL, 0, NULL, 0);
+	pkt_build(&p, &c, 1, F_SYN, 5000, 0, NULL, 0, NULL, 0);
+	check(run(&p, false) == PASS, "SYN");
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, 777, 5001, NULL, 0, NULL, 0);
 	check(run(&p, false) == SHOT, "forged SYN-ACK passed");
 	check(counter(STG_C_SPOOFED) == 2, "spoofed counted");
 	check(phase(&c) == STG_STARTTLS_SENT, "phase %d", phase(&c));
@@ -718,20 +724,33 @@ static void t_spoofed_server(void)
 	close(ls);
 }
 
-/* A forged SYN-ACK that restarts tracking ahead of the real stream must
- * not turn the real stream into "retransmissions" passed unjudged. */
+/* A SYN-ACK alone does not end a connection's state; one that answers a
+ * client SYN on the tuple does, and then the real stream, before the new
+ * start, is not taken for "retransmissions" passed unjudged. */
 static void t_forged_synack(void)
 {
 	struct tconn c = conn4(41600);
 	struct pkt p;
 
 	to_ehlo(&c);
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, 12345, c.cseq + 100000, NULL, 0,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "lone SYN-ACK");
+	check(phase(&c) == STG_PLAIN, "state lost");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "MAIL after a lone SYN-ACK");
+
+	reset_maps();
+	c = conn4(41601);
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_SYN, c.cseq + 99999, 0, NULL, 0, NULL, 0);
+	check(run(&p, false) == PASS, "SYN");
 	/* another server ISN, and tracking restarted far ahead */
 	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq + 100000, NULL,
 		  0, NULL, 0);
-	check(run(&p, false) == PASS, "forged SYN-ACK");
+	check(run(&p, false) == PASS, "SYN-ACK");
 	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == SHOT,
-	      "MAIL before the forged start passed");
+	      "MAIL before the new start passed");
 	check(counter(STG_C_OUT_OF_WINDOW) == 1, "out_of_window counted");
 	check(counter(STG_C_RETRANSMITS) == 0, "taken as a retransmission");
 }
@@ -797,6 +816,8 @@ static void t_unparseable(void)
 	to_ehlo(&c);
 	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "MAIL", 4, NULL, 0);
 	p.b[p.l3 + 6] = 0x20; /* MF */
+	*(uint16_t *)(p.b + p.l3 + 2) = htons(20 + 8);
+	pkt_fix_ip4(&p);
 	p.len = p.l4 + 8;     /* half a TCP header */
 	check(run(&p, false) == SHOT, "tiny first fragment passed");
 
@@ -813,8 +834,9 @@ static void t_unparseable(void)
 	check(resets(STG_R_UNINSPECTABLE) == 2, "uninspectable counted");
 }
 
-/* A SYN-ACK with an ISN close to the old stream's still starts afresh:
- * tracking restarts on any other ISN than the one tracked. */
+/* A new connection on the tuple (SYN, SYN-ACK) whose ISN is close to the
+ * old stream's still starts afresh: tracking restarts on any other ISN
+ * than the one tracked. */
 static void t_synack_isn(void)
 {
 	struct tconn c = conn4(42100);
@@ -823,10 +845,164 @@ static void t_synack_isn(void)
 	to_tls(&c);
 	/* the server's next byte as tracked, minus one, as ISN */
 	c.cseq = 9000;
+	pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, NULL, 0, NULL, 0);
+	check(run(&p, false) == PASS, "SYN");
 	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq, NULL, 0,
 		  NULL, 0);
 	check(run(&p, false) == PASS, "SYN-ACK");
 	check(phase(&c) == STG_PLAIN, "kept the old TLS phase");
+}
+
+/* A packet the stack drops is not judged (other bytes may follow at the
+ * same sequence number); one it may take another way than it looks is
+ * dropped. */
+static void t_ip_checks(void)
+{
+	static const char mail[] = "MAIL FROM:<a@example.org>\r\n";
+	struct tconn c = conn4(42200);
+	struct pkt p;
+
+	to_ehlo(&c);
+	/* bad header checksum, version 6 under IPv4, longer than the frame */
+	for (int i = 0; i < 3; i++) {
+		pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "NOOP xxxxxxxxxxxxxxxxxxxxx\r\n",
+			  27, NULL, 0);
+		if (i == 0)
+			p.b[p.l3 + 10] ^= 0xff;
+		if (i == 1) {
+			p.b[p.l3] = 0x65;
+			pkt_fix_ip4(&p);
+		}
+		if (i == 2) {
+			*(uint16_t *)(p.b + p.l3 + 2) = htons(200);
+			pkt_fix_ip4(&p);
+		}
+		check(run(&p, false) == PASS, "bad IPv4 header %d", i);
+	}
+	/* an Ethernet broadcast */
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "NOOP xxxxxxxxxxxxxxxxxxxxx\r\n",
+		  27, NULL, 0);
+	memset(p.b, 0xff, 6);
+	check(run(&p, false) == PASS, "broadcast");
+	check(cli(&c, mail) == OK, "MAIL after unjudged bad packets");
+
+	/* a loose source route option */
+	reset_maps();
+	c = conn4(42201);
+	c.ip_opts = 1;
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "NOOP\r\n", 6, NULL, 0);
+	p.b[p.l3 + 20] = 131;
+	p.b[p.l3 + 21] = 3;
+	p.b[p.l3 + 22] = 4;
+	pkt_fix_ip4(&p);
+	check(run(&p, false) == SHOT, "LSRR option judged");
+
+	/* IPv4-mapped IPv6 addresses would share the IPv4 connection's key */
+	reset_maps();
+	c = conn4(42202);
+	to_ehlo(&c);
+	c.v6 = 1;
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "NOOP\r\n", 6, NULL, 0);
+	check(run(&p, false) == SHOT, "v4-mapped IPv6 passed");
+
+	/* IPv6 payload length 0 without a jumbo option: trimmed to nothing */
+	reset_maps();
+	c = conn6(42203);
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, "NOOP xx\r\n", 9, NULL, 0);
+	p.b[p.l3 + 4] = p.b[p.l3 + 5] = 0;
+	check(run(&p, false) == PASS, "zero IPv6 length");
+	check(cli(&c, mail) == OK, "MAIL after an unjudged packet");
+
+	/* UDP behind 6 IPv6 extension headers is not ours; behind 7, the
+	 * ports cannot be found */
+	for (int n = 6; n <= 7; n++) {
+		uint32_t off;
+
+		reset_maps();
+		c = conn6(42204);
+		pkt_build(&p, &c, 1, F_ACK, 1, 1, NULL, 0, NULL, 0);
+		off = p.l3 + 40;
+		p.b[p.l3 + 6] = 60;
+		for (int i = 0; i < n; i++, off += 8) {
+			memset(p.b + off, 0, 8);
+			p.b[off] = i == n - 1 ? IPPROTO_UDP : 60;
+			p.b[off + 2] = 1; /* PadN */
+			p.b[off + 3] = 4;
+		}
+		memset(p.b + off, 0, 8);
+		p.b[off + 3] = 53;
+		p.len = off + 8;
+		*(uint16_t *)(p.b + p.l3 + 4) = htons(p.len - p.l3 - 40);
+		check(run(&p, false) == (n == 6 ? PASS : SHOT),
+		      "UDP behind %d extension headers", n);
+	}
+}
+
+/* More segments the server's TCP takes differently: data on an RST or on
+ * a SYN, an ACK from before the connection, TCP-MD5 behind many options;
+ * an urgent pointer only counts in sequence. */
+static void t_discarded_more(void)
+{
+	static const char noop[] = "NOOP xxxxxxxxxxxxxxxxxxxxx\r\n";
+	static const char mail[] = "MAIL FROM:<a@example.org>\r\n";
+	uint8_t opts[40];
+	struct tconn c = conn4(42300);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_RST | F_ACK, c.cseq - 1, c.sseq, noop, 27,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "RST with data");
+	pkt_build(&p, &c, 1, F_SYN | F_ACK, c.cseq - 1, c.sseq, noop, 27,
+		  NULL, 0);
+	check(run(&p, false) == SHOT, "SYN with data");
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq - (1u << 30), noop, 27,
+		  NULL, 0);
+	check(run(&p, false) == SHOT, "too old ACK");
+	memset(opts, 1, 20);
+	opts[20] = 19;
+	opts[21] = 18;
+	memset(opts + 22, 0x55, 16);
+	opts[38] = opts[39] = 0;
+	pkt_build(&p, &c, 1, F_ACK, c.cseq, c.sseq, noop, 27, opts, 40);
+	check(run(&p, false) == SHOT, "TCP-MD5 behind 20 NOPs");
+	/* an off-path urgent pointer resets nothing */
+	pkt_build(&p, &c, 1, F_ACK | F_URG, c.cseq + 12345, c.sseq, NULL, 0,
+		  NULL, 0);
+	run(&p, false);
+	check(resets(STG_R_URGENT_DATA) == 0, "off-path URG reset the session");
+	check(cli(&c, mail) == OK, "MAIL after discarded segments");
+
+	reset_maps();
+	c = conn4(42301);
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK | F_URG, c.cseq, c.sseq, NULL, 0, NULL, 0);
+	*(uint16_t *)(p.b + p.l4 + 18) = htons(1);
+	check(run(&p, false) == OK, "urgent pointer in sequence");
+	check(resets(STG_R_URGENT_DATA) == 1, "urgent_data counted");
+}
+
+/* Picked up mid-stream: a session in TLS seen from the middle of a record
+ * passes; the side not seen yet starts with its next packet. */
+static void t_pickup_midstream(void)
+{
+	static const char cipher[] = "\x8f\x01\xe2NOOP7\x99\x00\xfe\x10\x33\x44\x55\x66";
+	struct tconn c = conn4(42400);
+
+	check(sendn(&c, 1, cipher, sizeof(cipher) - 1) == PASS,
+	      "ciphertext mid-record reset");
+	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
+
+	/* plaintext: the server's data in flight was beyond the client's ACK */
+	c = conn4(42401);
+	check(cli(&c, "NOOP\r\n") == PASS, "pickup NOOP");
+	c.sseq += 100; /* server bytes that passed before we were attached */
+	check(srv(&c, "250 ok\r\n") == PASS, "server data after pickup");
+	check(cli(&c, "NOOP\r\n") == PASS, "client data acking it");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "MAIL after pickup");
 }
 
 static const struct {
@@ -859,13 +1035,14 @@ static const struct {
 	{ "Ethernet padding is no payload", t_padding },
 	{ "tiny first fragment, deep VLAN stack dropped", t_unparseable },
 	{ "SYN-ACK with another ISN restarts tracking", t_synack_isn },
+	{ "IP headers the stack drops or reads another way", t_ip_checks },
+	{ "more discarded segments; urgent pointer in sequence only", t_discarded_more },
+	{ "mid-stream pickup of TLS and of plaintext", t_pickup_midstream },
 };
 
 int main(int argc, char **argv)
 {
 	int passed = 0, failed = 0;
-	__u32 slot_cli = STG_JMP_CLI, slot_srv = STG_JMP_SRV;
-	int fd_cli, fd_srv;
 
 	(void)argc;
 	(void)argv;
@@ -883,10 +1060,11 @@ int main(int argc, char **argv)
 		printf("0 passed, 1 failed\n");
 		return 1;
 	}
-	fd_cli = bpf_program__fd(skel->progs.stg_scan_cli);
-	fd_srv = bpf_program__fd(skel->progs.stg_scan_srv);
-	bpf_map_update_elem(bpf_map__fd(skel->maps.jmp), &slot_cli, &fd_cli, 0);
-	bpf_map_update_elem(bpf_map__fd(skel->maps.jmp), &slot_srv, &fd_srv, 0);
+	if (stg_fill_jmp(skel)) {
+		fprintf(stderr, "couldn't fill the program array\n");
+		printf("0 passed, 1 failed\n");
+		return 1;
+	}
 
 	for (unsigned int i = 0; i < sizeof(tests) / sizeof(*tests); i++) {
 		int before = failed_checks;

@@ -29,7 +29,7 @@
 
 #include "cidr.h"
 #include "starttls_guard.h"
-#include "starttls_guard.skel.h"
+#include "jmp.h"
 #include "tc.h"
 
 #define BPFFS "/sys/fs/bpf"
@@ -403,15 +403,10 @@ static int cmd_attach(int argc, char **argv)
 		fail("couldn't write the configuration: %s", strerror(errno));
 		goto out;
 	}
-	int jmp = bpf_map__fd(skel->maps.jmp);
-	__u32 slot_cli = STG_JMP_CLI, slot_srv = STG_JMP_SRV;
-	int fd_cli = bpf_program__fd(skel->progs.stg_scan_cli);
-	int fd_srv = bpf_program__fd(skel->progs.stg_scan_srv);
-
-	if (bpf_map_update_elem(jmp, &slot_cli, &fd_cli, BPF_ANY) ||
-	    bpf_map_update_elem(jmp, &slot_srv, &fd_srv, BPF_ANY)) {
+	err = stg_fill_jmp(skel);
+	if (err) {
 		fail("couldn't install the payload scanners: %s",
-		     strerror(errno));
+		     strerror(-err));
 		goto out;
 	}
 
