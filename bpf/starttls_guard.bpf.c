@@ -444,7 +444,7 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 				stg_count(STG_C_MONITOR_HITS);
 				return STG_PASS;
 			}
-			stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+			stg_count(STG_C_UNINSPECTABLE);
 			return TC_ACT_SHOT;
 		}
 		return STG_PASS;
@@ -505,7 +505,7 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	if (r == STG_P_UNWALKABLE || r == STG_P_PULL) {
 		/* Ports unknown (headers cut short, as in a tiny first
 		 * fragment, or too deep): cannot tell whether it is SMTP. */
-		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+		stg_count(STG_C_UNINSPECTABLE);
 		return TC_ACT_SHOT;
 	}
 	if (r != STG_P_TCP)
@@ -531,7 +531,7 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 		if (c ? (c->smtp.phase >= STG_TLS && c->smtp.phase != STG_BLOCKED)
 		      : stg_host_action(&p.key, cfg) == STG_ACT_EXEMPT)
 			return STG_PASS;
-		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+		stg_count(STG_C_UNINSPECTABLE);
 		return TC_ACT_SHOT;
 	}
 	/* A client SYN on a tuple with state may start a new connection:
@@ -629,7 +629,7 @@ int stg_check(struct __sk_buff *skb)
 		}
 	}
 	bpf_tail_call(skb, &jmp, x->pkt.c2s ? STG_JMP_CLI : STG_JMP_SRV);
-	stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+	stg_count(STG_C_UNINSPECTABLE);
 	return TC_ACT_SHOT;
 }
 
@@ -652,7 +652,7 @@ static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 		return TC_ACT_SHOT;
 	c = bpf_map_lookup_elem(&conns, &x->pkt.key);
 	if (!c) {
-		stg_count(STG_C_RESETS + STG_R_UNINSPECTABLE);
+		stg_count(STG_C_UNINSPECTABLE);
 		return TC_ACT_SHOT;
 	}
 	s = &c->smtp;

@@ -53,8 +53,8 @@ enum stg_reason {
 	STG_R_NOT_TLS_AFTER_220 = SMTP_V_NOT_TLS_AFTER_220,
 	STG_R_RESPONSE_INJECTION = SMTP_V_RESPONSE_INJECTION,
 	STG_R_DENIED_HOST = 5,		/* host in the map with action deny */
-	STG_R_UNINSPECTABLE = 6,	/* too much payload, an IP fragment, headers
-					 * cut short or too deep */
+	STG_R_UNINSPECTABLE = 6,	/* payload that could not be judged: too
+					 * much of it, or unreadable */
 	STG_R_URGENT_DATA = 7,		/* TCP urgent data before TLS */
 	STG_R_MAX,
 };
@@ -72,6 +72,8 @@ enum stg_counter {
 	STG_C_OUT_OF_WINDOW,	/* segments before the tracked start dropped */
 	STG_C_SPOOFED,		/* server packets of a local server on ingress */
 	STG_C_UNACCEPTABLE,	/* client segments the server would discard */
+	STG_C_UNINSPECTABLE,	/* packets dropped unjudged: fragments, TFO
+				 * data, headers cut short or too deep */
 	STG_C_BLOCKED_DROPS,	/* packets of reset connections dropped */
 	STG_C_PICKUPS,		/* connections picked up mid-stream */
 	STG_C_MONITOR_HITS,	/* violations passed in monitor mode */

@@ -617,7 +617,7 @@ static void t_fragments(void)
 	p.b[p.l3 + 6] = 0x20; /* MF */
 	pkt_fix_ip4(&p);
 	check(run(&p, false) == SHOT, "first fragment passed");
-	check(resets(STG_R_UNINSPECTABLE) == 1, "fragment counted");
+	check(counter(STG_C_UNINSPECTABLE) == 1, "fragment counted");
 	p.b[p.l3 + 6] = 0x00;
 	p.b[p.l3 + 7] = 0x10; /* offset: no TCP header, ports unknown */
 	pkt_fix_ip4(&p);
@@ -831,7 +831,7 @@ static void t_unparseable(void)
 	}
 	p.len += 12;
 	check(run(&p, false) == SHOT, "three VLAN tags passed");
-	check(resets(STG_R_UNINSPECTABLE) == 2, "uninspectable counted");
+	check(counter(STG_C_UNINSPECTABLE) == 2, "uninspectable counted");
 }
 
 /* A new connection on the tuple (SYN, SYN-ACK) whose ISN is close to the
