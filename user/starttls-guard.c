@@ -56,6 +56,7 @@ static const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_SPOOFED] = "spoofed_server_dropped",
 	[STG_C_UNACCEPTABLE] = "unacceptable_dropped",
 	[STG_C_UNINSPECTABLE] = "uninspectable_dropped",
+	[STG_C_REJUDGED] = "rejudged",
 	[STG_C_BLOCKED_DROPS] = "blocked_packets_dropped",
 	[STG_C_PICKUPS] = "midstream_pickups",
 	[STG_C_MONITOR_HITS] = "monitor_violations",
