@@ -77,7 +77,7 @@ struct stg_scan_ctx {
 	__u32 end_seq;		/* sequence number after the payload */
 	__u32 before;		/* phase before this packet */
 	__s32 ingress;
-	__s32 refused;		/* a non-220 reply to STARTTLS was seen */
+	__s32 ev;		/* SMTP_EV_* seen in this packet */
 	__u8 buf[STG_CHUNK];
 };
 
@@ -398,7 +398,7 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	x->end_seq = end;
 	x->before = c->smtp.phase;
 	x->ingress = ingress;
-	x->refused = 0;
+	x->ev = 0;
 	bpf_tail_call(skb, &jmp, STG_JMP_CHECK);
 	/* Not reached unless the tail call failed. */
 uninspectable:
@@ -719,17 +719,22 @@ static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 	n += 1;
 	if (bpf_skb_load_bytes(skb, x->pos, x->buf, n))
 		goto violation;
+	if (!c2s && s->phase == STG_TLS_HELLO) {
+		x->ev |= smtp_server_answer(s, x->buf[0]);
+		if (x->ev & SMTP_EV_TLS_FAILED)
+			stg_count(STG_C_TLS_FAILED);
+	}
 	for (__u32 i = 0; i < STG_CHUNK; i++) {
-		if (i >= n || s->phase == STG_TLS)
-			break; /* after the TLS record header: encrypted */
+		if (i >= n || smtp_done(s, c2s))
+			break; /* after a TLS record header: not parsed */
 		reason = c2s ? smtp_client_byte(s, x->buf[i])
-			     : smtp_server_byte(s, x->buf[i], &x->refused);
+			     : smtp_server_byte(s, x->buf[i], &x->ev);
 		if (reason)
 			goto violation;
 		stg_barrier();
 	}
 	x->pos += n;
-	if (x->pos < x->stop && s->phase != STG_TLS) {
+	if (x->pos < x->stop && !smtp_done(s, c2s)) {
 		bpf_tail_call(skb, &jmp, c2s ? STG_JMP_CLI : STG_JMP_SRV);
 		reason = STG_R_UNINSPECTABLE; /* out of tail calls */
 		goto violation;
@@ -741,12 +746,12 @@ static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 		c->cli_nxt = x->end_seq;
 	} else {
 		c->srv_nxt = x->end_seq;
-		/* The reply may have moved the phase (a 220): the saved
-		 * client state must have it. */
+		/* The server may have moved the phase (a 220, a failed
+		 * handshake): the saved client state must have it. */
 		if (c->ck_seq == c->cli_nxt)
 			smtp_cli_save(s, &c->ck);
 	}
-	if (x->refused)
+	if (x->ev & SMTP_EV_REFUSED)
 		stg_count(STG_C_STARTTLS_REFUSED);
 	if (s->phase == STG_TLS && x->before != STG_TLS)
 		stg_count(STG_C_TLS_UPGRADES);

@@ -17,6 +17,9 @@
  * can frame the stream differently from us). After STARTTLS the client must
  * stay silent until the reply to it; a 220 reply must be followed by a TLS
  * handshake record (16 03 0x); any other reply returns to plaintext rules.
+ * The server must answer that record with a handshake record of its own;
+ * anything else (an alert, a plaintext reply) means the handshake failed
+ * and the server reads plaintext again: so does the guard.
  */
 #ifndef STG_SMTP_H
 #define STG_SMTP_H
@@ -25,16 +28,19 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
-/* Where a connection is. The first four are protocol phases driven by the
+/* Where a connection is. The first five are protocol phases driven by the
  * bytes; the others are set by the guard and end inspection. */
 enum stg_phase {
 	STG_PLAIN = 0,		/* before TLS: only the allowed verbs */
 	STG_STARTTLS_SENT = 1,	/* STARTTLS sent, its reply not seen yet */
 	STG_TLS_GO = 2,		/* 220 go-ahead seen, TLS record expected */
-	STG_TLS = 3,		/* handshake record seen: encrypted, not parsed */
-	STG_EXEMPT = 4,		/* exempt host: passed, not parsed */
-	STG_BLOCKED = 5,	/* reset: every further packet is dropped */
-	STG_MONITORED = 6,	/* violation seen in monitor mode: passed */
+	STG_TLS_HELLO = 3,	/* client's handshake record seen, the
+				 * server's answer not yet */
+	STG_TLS = 4,		/* both sent handshake records: encrypted,
+				 * not parsed */
+	STG_EXEMPT = 5,		/* exempt host: passed, not parsed */
+	STG_BLOCKED = 6,	/* reset: every further packet is dropped */
+	STG_MONITORED = 7,	/* violation seen in monitor mode: passed */
 };
 
 /* Result of feeding bytes. Values other than SMTP_OK are violations and
@@ -46,6 +52,11 @@ enum smtp_verdict {
 	SMTP_V_NOT_TLS_AFTER_220 = 3,	/* non-TLS client bytes after the 220 */
 	SMTP_V_RESPONSE_INJECTION = 4,	/* server bytes between 220 and hello */
 };
+
+/* What a server segment made happen, besides violations (flags) */
+#define SMTP_EV_REFUSED 0x1	/* a non-220 reply to STARTTLS */
+#define SMTP_EV_TLS_FAILED 0x2	/* a server answer to the client's
+				 * handshake record that is not one */
 
 /* Client line sub-states. */
 enum smtp_cline {
@@ -167,6 +178,13 @@ static __always_inline void smtp_client_line_end(struct smtp_state *s)
 	s->cli_line = SMTP_CL_VERB;
 }
 
+/* 1 when bytes of this direction are no longer parsed: the client's from
+ * its handshake record header on, the server's from its own. */
+static __always_inline int smtp_done(const struct smtp_state *s, int c2s)
+{
+	return s->phase >= STG_TLS_HELLO + !c2s;
+}
+
 /* A client byte after STARTTLS: nothing may come before the reply; after
  * a 220, a TLS record header: handshake (22), version 3.0 to 3.4. */
 static __always_inline enum smtp_verdict
@@ -181,14 +199,13 @@ smtp_client_upgrade_byte(struct smtp_state *s, __u8 c)
 	    (smtp_eq(h, 2) & (1 ^ smtp_lt(c, 0x05))))
 		return SMTP_V_NOT_TLS_AFTER_220;
 	s->hello = h + 1;
-	s->phase = smtp_sel(smtp_eq(h, 2), STG_TLS, s->phase);
+	s->phase = smtp_sel(smtp_eq(h, 2), STG_TLS_HELLO, s->phase);
 	return SMTP_OK;
 }
 
 /*
- * Feed one client byte. Returns SMTP_OK or the violation it makes. Must
- * only be called in phases below STG_TLS. After a packet, call
- * smtp_client_end().
+ * Feed one client byte. Returns SMTP_OK or the violation it makes. Only
+ * while !smtp_done(s, 1). After a packet, call smtp_client_end().
  */
 static __always_inline enum smtp_verdict smtp_client_byte(struct smtp_state *s,
 							  __u8 c)
@@ -235,8 +252,8 @@ static __always_inline enum smtp_verdict smtp_client_end(struct smtp_state *s)
 	return SMTP_OK;
 }
 
-/* A server reply line ended (at its LF). Returns 1 when it was the final
- * reply to STARTTLS and not a 220 (the server refused the upgrade). */
+/* A server reply line ended (at its LF). Returns SMTP_EV_REFUSED when it
+ * was the final reply to STARTTLS and not a 220. */
 static __always_inline int smtp_server_line_end(struct smtp_state *s)
 {
 	int refused = 0;
@@ -253,7 +270,7 @@ static __always_inline int smtp_server_line_end(struct smtp_state *s)
 					s->phase = STG_TLS_GO;
 				} else {
 					s->phase = STG_PLAIN;
-					refused = 1;
+					refused = SMTP_EV_REFUSED;
 				}
 			}
 		}
@@ -264,13 +281,32 @@ static __always_inline int smtp_server_line_end(struct smtp_state *s)
 	return refused;
 }
 
+/* The first server byte after the client's handshake record header:
+ * a handshake record of the server's means TLS; anything else means the
+ * handshake failed and the server reads plaintext again, from a new line.
+ * Returns SMTP_EV_TLS_FAILED then. */
+static __always_inline int smtp_server_answer(struct smtp_state *s, __u8 c)
+{
+	if (c == 0x16) {
+		s->phase = STG_TLS;
+		return 0;
+	}
+	s->phase = STG_PLAIN;
+	s->hello = 0;
+	s->verb = 0;
+	s->cli_pos = 0;
+	s->cli_line = SMTP_CL_VERB;
+	return SMTP_EV_TLS_FAILED;
+}
+
 /*
- * Feed one server byte. Returns SMTP_OK or a violation; *refused is set
- * when this byte completed a non-220 reply to STARTTLS. Must only be
- * called in phases below STG_TLS.
+ * Feed one server byte. Returns SMTP_OK or a violation; *ev gets the
+ * SMTP_EV_* flags of what happened. Only while !smtp_done(s, 0); in
+ * phase STG_TLS_HELLO the first byte goes to smtp_server_answer() (a
+ * phase only the client's bytes enter, so at a segment's start).
  */
 static __always_inline enum smtp_verdict smtp_server_byte(struct smtp_state *s,
-							  __u8 c, int *refused)
+							  __u8 c, int *ev)
 {
 	__u64 pos = s->srv_pos;
 	__u64 in_code = smtp_lt(pos, 3);
@@ -279,7 +315,7 @@ static __always_inline enum smtp_verdict smtp_server_byte(struct smtp_state *s,
 	if (s->phase == STG_TLS_GO)
 		return SMTP_V_RESPONSE_INJECTION;
 	if (c == '\n') {
-		*refused |= smtp_server_line_end(s);
+		*ev |= smtp_server_line_end(s);
 		return SMTP_OK;
 	}
 	/* three digits, then '-' on all but the last line of a reply */

@@ -65,6 +65,8 @@ enum stg_counter {
 	STG_C_CONNECTIONS,	/* connections tracked */
 	STG_C_TLS_UPGRADES,	/* connections that reached TLS */
 	STG_C_STARTTLS_REFUSED,	/* STARTTLS answered with other than 220 */
+	STG_C_TLS_FAILED,	/* handshake record answered with other than
+				 * one: plaintext rules again */
 	STG_C_EXEMPT,		/* connections passed as exempt */
 	STG_C_DENIED,		/* connections refused (deny action) */
 	STG_C_RETRANSMITS,	/* already judged bytes passed again */

@@ -215,13 +215,23 @@ static void to_ehlo(struct tconn *c)
 }
 
 static const char hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+static const char server_hello[] = "\x16\x03\x03\x00\x7a\x02\x00\x00\x76";
 
-static void to_tls(struct tconn *c)
+/* To STARTTLS's 220 and the client's hello */
+static void to_hello(struct tconn *c)
 {
 	to_ehlo(c);
 	check(cli(c, "STARTTLS\r\n") == PASS, "STARTTLS");
 	check(srv(c, "220 2.0.0 Ready to start TLS\r\n") == PASS, "220");
 	check(sendn(c, 1, hello, sizeof(hello) - 1) == PASS, "ClientHello");
+}
+
+/* and the server's hello */
+static void to_tls(struct tconn *c)
+{
+	to_hello(c);
+	check(sendn(c, 0, server_hello, sizeof(server_hello) - 1) == PASS,
+	      "ServerHello");
 }
 
 static int phase(const struct tconn *c)
@@ -367,6 +377,10 @@ static void t_split_lines(void)
 	check(sendn(&c, 1, "\x16", 1) == PASS, "first hello byte");
 	check(phase(&c) == STG_TLS_GO, "still waiting for the record header");
 	check(sendn(&c, 1, hello + 1, sizeof(hello) - 2) == PASS, "rest");
+	check(phase(&c) == STG_TLS_HELLO, "phase %d, want tls_hello",
+	      phase(&c));
+	check(sendn(&c, 0, server_hello, sizeof(server_hello) - 1) == PASS,
+	      "ServerHello");
 	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
 }
 
@@ -387,6 +401,28 @@ static void t_starttls_220(int v6)
 
 static void t_tls_v4(void) { t_starttls_220(0); }
 static void t_tls_v6(void) { t_starttls_220(1); }
+
+/* Case 10: the server answers the hello with an alert and a plaintext
+ * 454: the handshake failed, the server reads plaintext again, and so is
+ * judged what the client sends. */
+static void t_tls_failed(void)
+{
+	struct tconn c = conn4(40320);
+
+	to_hello(&c);
+	check(phase(&c) == STG_TLS_HELLO, "phase %d, want tls_hello",
+	      phase(&c));
+	check(srv(&c, "\x15\x03\x00\x00\x02\x02\x28"
+		      "454 TLS not available due to a temporary reason\r\n")
+		      == PASS, "alert + 454");
+	check(phase(&c) == STG_PLAIN, "phase %d, want plain", phase(&c));
+	check(counter(STG_C_TLS_FAILED) == 1, "tls_handshake_failed");
+	check(counter(STG_C_TLS_UPGRADES) == 0, "counted as an upgrade");
+	check(cli(&c, "QUIT\r\n") == PASS, "QUIT");
+	check(cli(&c, "MAIL FROM:<alice@example.org>\r\n") == OK,
+	      "plaintext MAIL after a failed handshake passed");
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "plaintext_command");
+}
 
 /* Cases 8, 9: STARTTLS refused (454, 400, 472): plaintext rules stay. */
 static void t_starttls_refused(void)
@@ -1084,6 +1120,7 @@ static const struct {
 	{ "split lines (cases 6, 33)", t_split_lines },
 	{ "IPv4 STARTTLS + 220 + ClientHello is TLS (case 26)", t_tls_v4 },
 	{ "IPv6 STARTTLS + 220 + ClientHello is TLS", t_tls_v6 },
+	{ "hello answered by an alert and a 454: plaintext again (case 10)", t_tls_failed },
 	{ "STARTTLS refused stays plaintext (cases 8, 9)", t_starttls_refused },
 	{ "injection after STARTTLS (cases 1, 2)", t_injection },
 	{ "after 220: not TLS, response injection (case 3)", t_after_220 },

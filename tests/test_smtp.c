@@ -8,10 +8,12 @@
  * TCP segment, with the verdict expected once the step has been fed. A
  * client step calls smtp_client_byte() per byte up to the first violation,
  * then smtp_client_end() (the segment boundary); a server step calls
- * smtp_server_byte() per byte. As in bpf/starttls_guard.bpf.c, client
- * bytes stop being parsed once the phase reaches STG_TLS, server segments
- * are not parsed at all from STG_TLS on, and after a violation the
- * connection is reset: later steps are not fed and must say DROPPED.
+ * smtp_server_byte() per byte. As in bpf/starttls_guard.bpf.c, bytes stop
+ * being parsed once smtp_done() says so (the client's after its TLS record
+ * header, the server's after its own), the first server byte after the
+ * client's record header goes to smtp_server_answer(), and after a
+ * violation the connection is reset: later steps are not fed and must say
+ * DROPPED.
  *
  * Then a bounded randomized check compares the byte-wise code with a
  * simple line-based model of the policy over random dialogues cut into
@@ -33,7 +35,7 @@
 /* Harness                                                             */
 /* ------------------------------------------------------------------ */
 
-#define MAX_STEPS 12
+#define MAX_STEPS 16
 
 /* Expected verdict of a step after a violation: not fed, the guard has
  * reset the connection and drops its packets. */
@@ -57,7 +59,7 @@ struct step {
 	int len;		/* -1: strlen(data) (buffers built at run time) */
 	int verdict;		/* enum smtp_verdict, or DROPPED */
 	int at;			/* AT(offset) or 0 */
-	int refused;		/* server step: the refused flag expected */
+	int ev;			/* server step: the SMTP_EV_* flags expected */
 	int phase;		/* PH(phase) or 0 */
 };
 
@@ -87,8 +89,11 @@ struct tcase {
 #define STARTTLS_220                                                       \
 	C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),             \
 	S("220 2.0.0 Ready to start TLS\r\n", OK, .phase = PH(STG_TLS_GO))
-/* A TLS record header (handshake, TLS 1.0 record version) and more */
-#define HELLO C("\x16\x03\x01\x00\x05", OK, .phase = PH(STG_TLS))
+/* A TLS record header (handshake, TLS 1.0 record version) and more, and
+ * the server's answer: a handshake record */
+#define HELLO                                                              \
+	C("\x16\x03\x01\x00\x05", OK, .phase = PH(STG_TLS_HELLO)),        \
+	S("\x16\x03\x03\x00\x7a", OK, .phase = PH(STG_TLS))
 
 static const char *const verdict_names[] = {
 	[SMTP_OK] = "ok",
@@ -102,6 +107,7 @@ static const char *const phase_names[] = {
 	[STG_PLAIN] = "STG_PLAIN",
 	[STG_STARTTLS_SENT] = "STG_STARTTLS_SENT",
 	[STG_TLS_GO] = "STG_TLS_GO",
+	[STG_TLS_HELLO] = "STG_TLS_HELLO",
 	[STG_TLS] = "STG_TLS",
 	[STG_EXEMPT] = "STG_EXEMPT",
 	[STG_BLOCKED] = "STG_BLOCKED",
@@ -160,16 +166,16 @@ static const char *escape(const char *p, size_t n, size_t max)
 struct fed {
 	int verdict;
 	size_t at;		/* offset of the violation in the segment */
-	int refused;
+	int ev;
 };
 
-/* One client segment, as stg_scan_cli() and stg_scan_next() do it */
+/* One client segment, as stg_scan_cli() does it */
 static struct fed feed_client(struct smtp_state *s, const char *p, size_t n)
 {
 	struct fed r = { 0 };
 	size_t i;
 
-	for (i = 0; i < n && s->phase < STG_TLS; i++) {
+	for (i = 0; i < n && !smtp_done(s, 1); i++) {
 		r.verdict = smtp_client_byte(s, (__u8)p[i]);
 		if (r.verdict) {
 			r.at = i;
@@ -181,17 +187,16 @@ static struct fed feed_client(struct smtp_state *s, const char *p, size_t n)
 	return r;
 }
 
-/* One server segment, as stg_scan_srv() does it; from STG_TLS on the
- * guard passes packets without parsing them. */
+/* One server segment, as stg_scan_srv() does it */
 static struct fed feed_server(struct smtp_state *s, const char *p, size_t n)
 {
 	struct fed r = { 0 };
 	size_t i;
 
-	if (s->phase >= STG_TLS)
-		return r;
-	for (i = 0; i < n; i++) {
-		r.verdict = smtp_server_byte(s, (__u8)p[i], &r.refused);
+	if (n && s->phase == STG_TLS_HELLO)
+		r.ev |= smtp_server_answer(s, (__u8)p[0]);
+	for (i = 0; i < n && !smtp_done(s, 0); i++) {
+		r.verdict = smtp_server_byte(s, (__u8)p[i], &r.ev);
 		if (r.verdict) {
 			r.at = i;
 			return r;
@@ -273,9 +278,9 @@ static const char *run_case(const struct tcase *t)
 			return why("step %d (%c \"%s\"): %s expected at offset %d, got at %zu",
 				   i + 1, st->dir, shown,
 				   verdict_name(r.verdict), st->at - 1, r.at);
-		if (st->dir == 'S' && r.refused != st->refused)
-			return why("step %d (S \"%s\"): refused flag %d, expected %d",
-				   i + 1, shown, r.refused, st->refused);
+		if (st->dir == 'S' && r.ev != st->ev)
+			return why("step %d (S \"%s\"): event flags %d, expected %d",
+				   i + 1, shown, r.ev, st->ev);
 		if (st->phase && (int)s.phase != st->phase - 1)
 			return why("step %d (%c \"%s\"): phase %s, expected %s",
 				   i + 1, st->dir, shown, phase_name(s.phase),
@@ -305,7 +310,7 @@ static const struct tcase cases[] = {
 	{ .name = "EHLO then MAIL FROM: plaintext_command on the MAIL step",
 	  .steps = { GREETING, EHLO_OK,
 	    C("MAIL FROM:<alice@example.org>\r\n", V_PLAIN, .at = AT(4)) } },
-	{ .name = "lowercase mail from: is a plaintext_command",
+	{ .name = "case 12: lowercase mail from: is a plaintext_command",
 	  .steps = { GREETING, EHLO_OK,
 	    C("mail from:<alice@example.org>\r\n", V_PLAIN, .at = AT(4)) } },
 	{ .name = "lowercase ehlo allowed",
@@ -327,7 +332,7 @@ static const struct tcase cases[] = {
 	{ .name = "QUIT allowed",
 	  .steps = { GREETING, EHLO_OK, C("QUIT\r\n", OK), S("221 2.0.0 Bye\r\n", OK) },
 	  .phase = PH(STG_PLAIN) },
-	{ .name = "lowercase starttls is STARTTLS",
+	{ .name = "case 12: lowercase starttls is STARTTLS",
 	  .steps = { GREETING, EHLO_OK, C("starttls\r\n", OK),
 	    S("220 go\r\n", OK, .phase = PH(STG_TLS_GO)), HELLO },
 	  .phase = PH(STG_TLS) },
@@ -390,14 +395,14 @@ static const struct tcase cases[] = {
 	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
 
 	/* Line framing */
-	{ .name = "bare LF line ends: EHLO x\\nMAIL FROM:<a@b>\\n in one segment",
+	{ .name = "case 22: bare LF line ends: EHLO x\\nMAIL FROM:<a@b>\\n in one segment",
 	  .steps = { GREETING, C("EHLO x\nMAIL FROM:<a@b>\n", V_PLAIN, .at = AT(11)) } },
 	{ .name = "bare LF line ends are line ends: EHLO, STARTTLS, 220 -> TLS",
 	  .steps = { GREETING, C("EHLO x\n", OK), S("250 mx\n", OK),
 	    C("STARTTLS\n", OK, .phase = PH(STG_STARTTLS_SENT)),
 	    S("220 go\n", OK, .phase = PH(STG_TLS_GO)), HELLO },
 	  .phase = PH(STG_TLS) },
-	{ .name = "CR CR LF: EHLO x\\r\\r\\nMAIL",
+	{ .name = "case 22: CR CR LF: EHLO x\\r\\r\\nMAIL",
 	  .steps = { GREETING, C("EHLO x\r\r\nMAIL FROM:<a@b>\r\n", V_PLAIN,
 			.at = AT(7)) } },
 	{ .name = "bare CR: EHLO x\\rfoo",
@@ -423,7 +428,7 @@ static const struct tcase cases[] = {
 	    C(" ", OK), C("x", OK), C("\r", OK), C("\n", OK),
 	    S("250 mx\r\n", OK) },
 	  .phase = PH(STG_PLAIN) },
-	{ .name = "a 3000-byte EHLO argument is allowed, a later MAIL still caught",
+	{ .name = "case 7: a 3000-byte EHLO argument is allowed, a later MAIL still caught",
 	  .steps = { GREETING, CB(long_ehlo, -1, OK), S("250 mx\r\n", OK),
 	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
 
@@ -435,16 +440,27 @@ static const struct tcase cases[] = {
 	  .phase = PH(STG_TLS) },
 	{ .name = "STARTTLS, 220, ClientHello -> TLS",
 	  .steps = { GREETING, EHLO_OK, STARTTLS_220, HELLO }, .phase = PH(STG_TLS) },
-	{ .name = "after TLS, client and server bytes are not parsed",
+	{ .name = "case 26: after TLS, client and server bytes are not parsed",
 	  .steps = { GREETING, EHLO_OK, STARTTLS_220, HELLO,
 	    C("MAIL FROM:<a@b>\r\n", OK), S("garbage\r", OK) },
 	  .phase = PH(STG_TLS) },
-	{ .name = "a long ClientHello split as 1 byte, then the rest -> TLS",
+	{ .name = "case 30: a long ClientHello split as 1 byte, then the rest -> TLS",
 	  .steps = { GREETING, EHLO_OK, STARTTLS_220,
 	    C("\x16", OK, .phase = PH(STG_TLS_GO)),
 	    CB(long_hello + 1, sizeof(long_hello) - 1, OK,
-	       .phase = PH(STG_TLS)) },
+	       .phase = PH(STG_TLS_HELLO)),
+	    S("\x16\x03\x03\x00\x7a\x02", OK, .phase = PH(STG_TLS)) },
 	  .phase = PH(STG_TLS) },
+	{ .name = "case 30: the record header in its own segment, the hello in three",
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220,
+	    C("\x16\x03\x01\x06\xf0", OK, .phase = PH(STG_TLS_HELLO)),
+	    CB(long_hello + 5, 600, OK), CB(long_hello + 605, 600, OK),
+	    CB(long_hello + 1205, 100, OK, .phase = PH(STG_TLS_HELLO)),
+	    S("\x16\x03\x03\x00\x7a\x02", OK, .phase = PH(STG_TLS)) },
+	  .phase = PH(STG_TLS) },
+	{ .name = "case 30: an SSLv2-style hello (80 xx 01) is not_tls_after_220",
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220,
+	    C("\x80\x2e\x01\x03\x01", V_NOT_TLS, .at = AT(0)) } },
 	{ .name = "after 220, application data (17 03 03) is not_tls_after_220",
 	  .steps = { GREETING, EHLO_OK, STARTTLS_220,
 	    C("\x17\x03\x03\x00\x05", V_NOT_TLS, .at = AT(0)) } },
@@ -453,27 +469,47 @@ static const struct tcase cases[] = {
 	    C("\x16\x03\x05\x00\x05", V_NOT_TLS, .at = AT(2)) } },
 	{ .name = "after 220, record version 03 04 is accepted",
 	  .steps = { GREETING, EHLO_OK, STARTTLS_220, C("\x16\x03\x04", OK) },
+	  .phase = PH(STG_TLS_HELLO) },
+	{ .name = "case 10: hello answered by an alert and a 454: plaintext again, QUIT passes, MAIL caught",
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220,
+	    C("\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", OK,
+	      .phase = PH(STG_TLS_HELLO)),
+	    S("\x15\x03\x00\x00\x02\x02\x28"
+	      "454 4.7.0 TLS not available due to a temporary reason\r\n", OK,
+	      .ev = SMTP_EV_TLS_FAILED, .phase = PH(STG_PLAIN)),
+	    C("QUIT\r\n", OK), S("221 2.0.0 Bye\r\n", OK),
+	    C("MAIL FROM:<alice@example.org>\r\n", V_PLAIN, .at = AT(4)) } },
+	{ .name = "hello answered in plaintext (500): plaintext again, STARTTLS again -> TLS",
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220, C("\x16\x03\x01", OK),
+	    S("500 5.5.2 Error: bad syntax\r\n", OK, .ev = SMTP_EV_TLS_FAILED,
+	      .phase = PH(STG_PLAIN)),
+	    STARTTLS_220, HELLO },
 	  .phase = PH(STG_TLS) },
+	{ .name = "hello answered by an alert: the rest of its record is no verb",
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220,
+	    C("\x16\x03\x01\x00\x05MAIL ", OK, .phase = PH(STG_TLS_HELLO)),
+	    S("\x15\x03\x03\x00\x02\x02\x28", OK, .ev = SMTP_EV_TLS_FAILED),
+	    C("NOOP\r\n", OK), C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
 	{ .name = "case 8: STARTTLS refused with 454: plaintext again, MAIL caught",
 	  .steps = { GREETING, EHLO_OK,
 	    C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
 	    S("454 4.7.0 TLS not available due to local problem\r\n", OK,
-	      .refused = 1, .phase = PH(STG_PLAIN)),
+	      .ev = SMTP_EV_REFUSED, .phase = PH(STG_PLAIN)),
 	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
 	{ .name = "case 8: STARTTLS refused with 400: plaintext again, MAIL caught",
 	  .steps = { GREETING, EHLO_OK,
 	    C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
-	    S("400 4.0.0 try later\r\n", OK, .refused = 1,
+	    S("400 4.0.0 try later\r\n", OK, .ev = SMTP_EV_REFUSED,
 	      .phase = PH(STG_PLAIN)),
 	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
 	{ .name = "case 8: STARTTLS refused with 472: plaintext again, MAIL caught",
 	  .steps = { GREETING, EHLO_OK,
 	    C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
-	    S("472 no\r\n", OK, .refused = 1, .phase = PH(STG_PLAIN)),
+	    S("472 no\r\n", OK, .ev = SMTP_EV_REFUSED, .phase = PH(STG_PLAIN)),
 	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
 	{ .name = "STARTTLS refused, then STARTTLS again accepted -> TLS",
 	  .steps = { GREETING, EHLO_OK, C("STARTTLS\r\n", OK),
-	    S("454 4.7.0 busy\r\n", OK, .refused = 1,
+	    S("454 4.7.0 busy\r\n", OK, .ev = SMTP_EV_REFUSED,
 	      .phase = PH(STG_PLAIN)),
 	    C("NOOP\r\n", OK), S("250 ok\r\n", OK), STARTTLS_220, HELLO },
 	  .phase = PH(STG_TLS) },
@@ -506,7 +542,7 @@ static const struct tcase cases[] = {
 	    S("250-mx\r\n250-STARTTLS\r\n250 HELP\r\n", OK), STARTTLS_220,
 	    HELLO },
 	  .phase = PH(STG_TLS) },
-	{ .name = "multi-line EHLO reply in three segments is one reply",
+	{ .name = "case 15: multi-line EHLO reply, a line per segment, is one reply",
 	  .steps = { GREETING, C("EHLO x\r\n", OK), S("250-mx\r\n", OK),
 	    S("250-STARTTLS\r\n", OK), S("250 HELP\r\n", OK), STARTTLS_220,
 	    HELLO },
@@ -533,11 +569,11 @@ static const struct tcase cases[] = {
 	    C("STARTTLS\r\n", OK),
 	    S("220\r\n", OK, .phase = PH(STG_TLS_GO)), HELLO },
 	  .phase = PH(STG_TLS) },
-	{ .name = "greeting split 220 mx ESMTP | \\r\\n",
+	{ .name = "case 14: greeting split 220 mx ESMTP | \\r\\n",
 	  .steps = { S("220 mx ESMTP", OK), S("\r\n", OK), C("EHLO x\r\n", OK),
 	    S("250 mx\r\n", OK), STARTTLS_220, HELLO },
 	  .phase = PH(STG_TLS) },
-	{ .name = "multi-line greeting counts as the greeting only",
+	{ .name = "case 16: multi-line greeting counts as the greeting only",
 	  .steps = { S("220-mx.example.org ESMTP\r\n", OK), S("220-no UCE\r\n", OK),
 	    S("220 mx\r\n", OK), C("EHLO x\r\n", OK), S("250 mx\r\n", OK),
 	    STARTTLS_220, HELLO },
@@ -555,11 +591,32 @@ static const struct tcase cases[] = {
 	    C("\x16\x03\x01\x00\x05", V_INJECT, .at = AT(0)) } },
 	{ .name = "case 21: STARTTLS before EHLO answered 503: plaintext, MAIL caught",
 	  .steps = { GREETING, C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
-	    S("503 5.5.1 Error: send HELO/EHLO first\r\n", OK, .refused = 1,
+	    S("503 5.5.1 Error: send HELO/EHLO first\r\n", OK, .ev = SMTP_EV_REFUSED,
 	      .phase = PH(STG_PLAIN)),
 	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
 	{ .name = "case 21: STARTTLS before EHLO answered 220, hello -> TLS",
 	  .steps = { GREETING, STARTTLS_220, HELLO }, .phase = PH(STG_TLS) },
+	{ .name = "case 4: STARTTLS not advertised (stripped): MAIL still caught",
+	  .steps = { GREETING, C("EHLO c.example.org\r\n", OK),
+	    S("250-mx.example.org\r\n250 SIZE 10240000\r\n", OK),
+	    C("MAIL FROM:<alice@example.org>\r\n", V_PLAIN, .at = AT(4)) } },
+	{ .name = "case 5: XXXXXXXX for a masked STARTTLS, its 500, then MAIL caught",
+	  .steps = { GREETING, C("EHLO c\r\n", OK),
+	    S("250-mx.example.org\r\n250 XXXXXXXA\r\n", OK),
+	    C("XXXXXXXX\r\n", V_PLAIN) } },
+	{ .name = "case 13: STARTTLS on the last EHLO line (250 STARTTLS) -> TLS",
+	  .steps = { GREETING, C("EHLO c\r\n", OK),
+	    S("250-mx.example.org\r\n250-SIZE 35882577\r\n250 STARTTLS\r\n", OK),
+	    STARTTLS_220, HELLO },
+	  .phase = PH(STG_TLS) },
+	{ .name = "case 13: STARTTLS inside a long multi-line 250 -> TLS",
+	  .steps = { GREETING, C("EHLO c\r\n", OK),
+	    S("250-mx.example.org\r\n250-SIZE 35882577\r\n250-8BITMIME\r\n"
+	      "250-STARTTLS\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n", OK),
+	    STARTTLS_220, HELLO },
+	  .phase = PH(STG_TLS) },
+	{ .name = "case 25: X-ANONYMOUSTLS (Exchange) is a plaintext_command",
+	  .steps = { GREETING, EHLO_OK, C("X-ANONYMOUSTLS\r\n", V_PLAIN) } },
 	{ .name = "a reply with no command outstanding is not counted",
 	  .steps = { GREETING, S("220 mx.example.org again\r\n", OK),
 	    C("EHLO x\r\n", OK), S("250 mx\r\n", OK), STARTTLS_220, HELLO },

@@ -48,6 +48,7 @@ static const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_CONNECTIONS] = "connections_seen",
 	[STG_C_TLS_UPGRADES] = "tls_upgrades",
 	[STG_C_STARTTLS_REFUSED] = "starttls_refused",
+	[STG_C_TLS_FAILED] = "tls_handshake_failed",
 	[STG_C_EXEMPT] = "exempt_connections",
 	[STG_C_DENIED] = "denied_connections",
 	[STG_C_RETRANSMITS] = "retransmissions_passed",
