@@ -257,14 +257,14 @@ t_errors() {
 }
 
 lab_up || { echo "FAIL - e2e: lab setup"; echo "0 passed, 1 failed"; exit 1; }
-run_test "IPv4: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib)" t_inbound "$LAB_SRV4"
-run_test "IPv6: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib)" t_inbound "$LAB_SRV6"
-run_test "exempt client delivers in plaintext, denied client cannot connect" t_hosts
-run_test "outbound: attached on the client's side" t_outbound
+run_test "IPv4: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib; cases 19, 39)" t_inbound "$LAB_SRV4"
+run_test "IPv6: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib; cases 19, 39)" t_inbound "$LAB_SRV6"
+run_test "exempt client delivers in plaintext, denied client cannot connect (cases 18, 59)" t_hosts
+run_test "outbound: attached on the client's side (case 29)" t_outbound
 run_test "loopback: client and server on the same host" t_loopback
-run_test "clsact mode; foreign filters kept" t_clsact
+run_test "clsact mode; foreign filters kept (cases 50, 51, 52)" t_clsact
 run_test "detach: plaintext works again, nothing left" t_detach
 run_test "attach again updates options, keeps state" t_reattach
-run_test "CLI errors leave nothing half-attached" t_errors
+run_test "CLI errors leave nothing half-attached (cases 49, 59)" t_errors
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
