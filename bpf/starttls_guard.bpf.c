@@ -272,30 +272,6 @@ static __always_inline int stg_discarded(const struct stg_pkt *p,
 		stg_seq_diff(p->ack, c->srv_base) < 0);
 }
 
-/* The server's ACK says which client bytes its TCP has taken in: where it
- * has all that was judged (or all but the last segment), keep the client
- * side's state there (see struct smtp_cli). An ACK arriving on ingress for
- * a local server is forged. */
-static __always_inline void stg_server_acked(struct __sk_buff *skb,
-					     const struct stg_pkt *p,
-					     struct stg_conn *c, int ingress)
-{
-	if (!(p->flags & STG_TCP_ACK) || (c->flags & STG_F_CLI_UNKNOWN) ||
-	    stg_seq_diff(p->ack, c->cli_acked) <= 0 ||
-	    stg_seq_diff(p->ack, c->cli_nxt) > 0 ||
-	    (ingress && stg_server_local(skb, p)))
-		return;
-	c->cli_acked = p->ack;
-	if (p->ack == c->cli_nxt) {
-		c->ck_seq = p->ack;
-		smtp_cli_save(&c->smtp, &c->ck);
-	} else if (p->ack == c->seg_seq) {
-		/* all but the last segment judged */
-		c->ck_seq = p->ack;
-		c->ck = c->seg;
-	}
-}
-
 /* Judge the payload of a packet of connection @c (phase below STG_TLS):
  * in sequence order, then by the scan programs. */
 static __always_inline int stg_inspect(struct __sk_buff *skb,
@@ -308,8 +284,6 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	__u32 unknown = p->c2s ? STG_F_CLI_UNKNOWN : STG_F_SRV_UNKNOWN;
 	struct stg_scan_ctx *x;
 
-	if (!p->c2s)
-		stg_server_acked(skb, p, c, ingress);
 	if (p->pay_len && (p->flags & (STG_TCP_SYN | STG_TCP_RST))) {
 		/* Data the receiver does not take in: on an RST (passed
 		 * unjudged), or on a SYN of an established connection. */
@@ -338,28 +312,10 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 			return TC_ACT_SHOT;
 		c->flags &= ~unknown;
 		nxt = seq;
-		if (p->c2s) {
-			c->cli_nxt = c->cli_base = c->cli_acked = seq;
-			c->ck_seq = seq;
-			smtp_cli_save(&c->smtp, &c->ck);
-		} else {
+		if (p->c2s)
+			c->cli_nxt = c->cli_base = seq;
+		else
 			c->srv_nxt = c->srv_base = seq;
-		}
-	}
-	if (p->c2s && stg_seq_diff(seq, nxt) < 0 &&
-	    stg_seq_diff(end, c->cli_acked) > 0 &&
-	    stg_seq_diff(c->cli_acked, nxt) < 0) {
-		/* Over client bytes judged but not yet taken in by the
-		 * server: it may have discarded them, and these bytes may
-		 * differ. Judge again from where it had everything. */
-		if (stg_seq_diff(seq, c->ck_seq) > 0 ||
-		    stg_seq_diff(seq, c->cli_base) < 0) {
-			stg_count(STG_C_OUT_OF_ORDER);
-			return TC_ACT_SHOT;
-		}
-		smtp_cli_restore(&c->smtp, &c->ck);
-		c->cli_nxt = nxt = c->ck_seq;
-		stg_count(STG_C_REJUDGED);
 	}
 	if (stg_seq_diff(end, nxt) <= 0) {
 		/* Wholly judged before: a retransmission. Unless it starts
@@ -388,10 +344,6 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	x = bpf_map_lookup_elem(&scratch, &zero);
 	if (!x || p->pay_len - skip > STG_MAX_SCAN)
 		goto uninspectable;
-	if (p->c2s) {
-		c->seg_seq = nxt;
-		smtp_cli_save(&c->smtp, &c->seg);
-	}
 	x->pkt = *p;
 	x->pos = p->pay_off + skip;
 	x->stop = p->pay_off + p->pay_len;
@@ -444,10 +396,9 @@ stg_track(const struct stg_pkt *p, __u32 cli_nxt, __u32 srv_nxt,
 
 	/* Picked up mid-stream (flags set): as if past the greeting. */
 	smtp_init(&c.smtp, flags != 0);
-	c.cli_nxt = c.cli_base = c.cli_acked = c.ck_seq = cli_nxt;
+	c.cli_nxt = c.cli_base = cli_nxt;
 	c.srv_nxt = c.srv_base = srv_nxt;
 	c.flags = flags;
-	smtp_cli_save(&c.smtp, &c.ck);
 	if (action == STG_ACT_EXEMPT) {
 		c.smtp.phase = STG_EXEMPT;
 		stg_count(STG_C_EXEMPT);
@@ -542,7 +493,7 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	struct stg_pkt p;
 	int r;
 
-	if (!cfg)
+	if (!cfg || cfg->mode == STG_MODE_OFF)
 		return STG_PASS;
 	r = stg_parse(skb, &p, cfg);
 	if (r == STG_P_PULL) {
@@ -742,15 +693,10 @@ static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 	reason = c2s ? smtp_client_end(s) : SMTP_OK;
 	if (reason)
 		goto violation;
-	if (c2s) {
+	if (c2s)
 		c->cli_nxt = x->end_seq;
-	} else {
+	else
 		c->srv_nxt = x->end_seq;
-		/* The server may have moved the phase (a 220, a failed
-		 * handshake): the saved client state must have it. */
-		if (c->ck_seq == c->cli_nxt)
-			smtp_cli_save(s, &c->ck);
-	}
 	if (x->ev & SMTP_EV_REFUSED)
 		stg_count(STG_C_STARTTLS_REFUSED);
 	if (s->phase == STG_TLS && x->before != STG_TLS)

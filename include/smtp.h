@@ -327,46 +327,6 @@ static __always_inline enum smtp_verdict smtp_server_byte(struct smtp_state *s,
 	return SMTP_OK;
 }
 
-/* What the client's bytes have made of the state, saved where the server
- * has acknowledged every client byte, so that client bytes it had not
- * taken in yet can be judged again from there (a segment the server's TCP
- * discarded may come again with other bytes). */
-struct smtp_cli {
-	__u64 verb;
-	__u32 cmds;
-	__u32 starttls_cmd;
-	__u32 phase;		/* enum stg_phase */
-	__u16 cli_pos;
-	__u8 cli_line;
-	__u8 hello;
-};
-
-static __always_inline void smtp_cli_save(const struct smtp_state *s,
-					  struct smtp_cli *c)
-{
-	c->verb = s->verb;
-	c->cmds = s->cmds;
-	c->starttls_cmd = s->starttls_cmd;
-	c->phase = s->phase;
-	c->cli_pos = s->cli_pos;
-	c->cli_line = s->cli_line;
-	c->hello = s->hello;
-}
-
-/* Back to @c. The phase too: from the save on, only client bytes (not
- * acknowledged, so not answered) can have moved it. */
-static __always_inline void smtp_cli_restore(struct smtp_state *s,
-					     const struct smtp_cli *c)
-{
-	s->verb = c->verb;
-	s->cmds = c->cmds;
-	s->starttls_cmd = c->starttls_cmd;
-	s->phase = c->phase;
-	s->cli_pos = c->cli_pos;
-	s->cli_line = c->cli_line;
-	s->hello = c->hello;
-}
-
 /* Start a connection's protocol state. @greeted: the connection is picked
  * up after its greeting (no handshake was seen). */
 static __always_inline void smtp_init(struct smtp_state *s, int greeted)

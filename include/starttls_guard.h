@@ -42,6 +42,8 @@ enum stg_action {
 enum stg_mode {
 	STG_MODE_ENFORCE = 0,
 	STG_MODE_MONITOR = 1,
+	STG_MODE_OFF = 2,	/* detached: a copy left running (one that
+				 * could not be reached) passes everything */
 };
 
 /* Why a connection was reset (or, in monitor mode, would have been).
@@ -76,7 +78,6 @@ enum stg_counter {
 	STG_C_UNACCEPTABLE,	/* client segments the server would discard */
 	STG_C_UNINSPECTABLE,	/* packets dropped unjudged: fragments, TFO
 				 * data, headers cut short or too deep */
-	STG_C_REJUDGED,		/* unacknowledged client bytes judged again */
 	STG_C_BLOCKED_DROPS,	/* packets of reset connections dropped */
 	STG_C_PICKUPS,		/* connections picked up mid-stream */
 	STG_C_MONITOR_HITS,	/* violations passed in monitor mode */
@@ -111,11 +112,6 @@ struct stg_conn {
 	__u32 srv_base;		/* first server sequence number tracked */
 	__u32 syn_seq;		/* a client SYN seen on the tuple since */
 	__u32 flags;		/* STG_F_* */
-	__u32 cli_acked;	/* client bytes the server has acknowledged */
-	__u32 ck_seq;		/* where ck was saved: the server had all before */
-	__u32 seg_seq;		/* start of the last client segment judged */
-	struct smtp_cli ck;	/* the client side's state at ck_seq */
-	struct smtp_cli seg;	/* and at seg_seq */
 	enum stg_reason reason;	/* why it was blocked or monitored */
 };
 

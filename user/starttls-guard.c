@@ -4,11 +4,15 @@
  * skeleton), pins its maps under /sys/fs/bpf/starttls-guard/, attaches it
  * to interfaces, edits the host map and reads the counters.
  */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <linux/magic.h>
+#include <sched.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
@@ -57,7 +61,6 @@ static const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_SPOOFED] = "spoofed_server_dropped",
 	[STG_C_UNACCEPTABLE] = "unacceptable_dropped",
 	[STG_C_UNINSPECTABLE] = "uninspectable_dropped",
-	[STG_C_REJUDGED] = "rejudged",
 	[STG_C_BLOCKED_DROPS] = "blocked_packets_dropped",
 	[STG_C_PICKUPS] = "midstream_pickups",
 	[STG_C_MONITOR_HITS] = "monitor_violations",
@@ -137,6 +140,31 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 
 /* --- environment --------------------------------------------------------- */
 
+/* Pins must outlive this process. In a mount namespace of its own (as
+ * 'ip netns exec' makes, with a /sys of its own), the bpffs is not the
+ * host's, and what is pinned there goes away on exit: the links with it,
+ * and a clsact filter would be left running without its maps. So the
+ * directory that holds the pins must be the one PID 1 sees. */
+static int check_pin_fs(void)
+{
+	char dir[PATH_MAX], there[PATH_MAX + 16];
+	struct stat ns_self, ns_init, a, b;
+
+	if (stat("/proc/self/ns/mnt", &ns_self) ||
+	    stat("/proc/1/ns/mnt", &ns_init) ||
+	    ns_self.st_ino == ns_init.st_ino)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", stg_pin_dir);
+	snprintf(there, sizeof(there), "/proc/1/root%s", dirname(dir));
+	if (stat(dir, &a) || stat(there, &b) || a.st_dev != b.st_dev)
+		return fail("%s here is not the host's (this runs in a mount "
+			    "namespace of its own, as 'ip netns exec' makes): "
+			    "pins would vanish on exit; use 'nsenter "
+			    "--net=/run/netns/NAME' instead",
+			    dir);
+	return 0;
+}
+
 /* Root, BTF and a bpffs at /sys/fs/bpf (mounted here if missing). */
 static int check_env(bool mount_bpffs)
 {
@@ -147,6 +175,8 @@ static int check_env(bool mount_bpffs)
 	if (access("/sys/kernel/btf/vmlinux", R_OK))
 		return fail("this kernel has no BTF (/sys/kernel/btf/vmlinux); "
 			    "it needs CONFIG_DEBUG_INFO_BTF=y");
+	if (check_pin_fs())
+		return 1;
 	if (statfs(BPFFS, &st) || st.f_type != BPF_FS_MAGIC) {
 		if (!mount_bpffs)
 			return fail("no bpffs at " BPFFS
@@ -208,16 +238,24 @@ static __u64 current_netns(void)
 
 static const char attach_usage[] =
 	"Usage: starttls-guard attach IFACE... [options]\n"
-	"Load the guard, pin its maps under " STG_PIN_DIR "/ and attach it\n"
-	"to ingress and egress of each IFACE. Run again to change options or\n"
-	"upgrade: the program is swapped atomically, live connections keep\n"
-	"their state. Options not given take their defaults.\n"
+	"Load the guard, pin its maps (under $STARTTLS_GUARD_PIN_DIR, or\n"
+	STG_PIN_DIR "/) and attach it to ingress and egress of each IFACE.\n"
+	"Run again to add interfaces, change options or upgrade: the program\n"
+	"is swapped atomically, live connections keep their state, and the\n"
+	"options not given keep their current values (the defaults below on\n"
+	"a first attach). The options apply to every interface.\n"
 	"\n"
-	"  -p, --port N         guard server port N (repeatable; default 25)\n"
-	"  -m, --monitor        count and record violations, reset nothing\n"
+	"  -p, --port N         guard server port N: repeatable, the ports given\n"
+	"                       replace the set (default 25). Guard ports where\n"
+	"                       STARTTLS is spoken (25, 587)\n"
+	"  -m, --monitor        count violations (and mark them in the conns\n"
+	"                       map), reset nothing\n"
+	"  -e, --enforce        reset violations (the default)\n"
 	"  -d, --default ACTION for hosts not in the host map: require-tls\n"
 	"                       (default), deny or exempt\n"
-	"      --tc-mode MODE   auto (default: TCX, else clsact), tcx, clsact\n"
+	"      --tc-mode MODE   auto (default: the mode an interface is already\n"
+	"                       attached with, else TCX where the kernel has it,\n"
+	"                       else clsact), tcx, clsact\n"
 	"  -v, --verbose        show libbpf's debug output\n"
 	"  -h, --help           this help\n";
 
@@ -279,11 +317,14 @@ static int set_pins(struct bpf_object *obj)
 	return 0;
 }
 
+static const __u64 ports_none[STG_PORT_WORDS];
+
 static int cmd_attach(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "port", required_argument, NULL, 'p' },
 		{ "monitor", no_argument, NULL, 'm' },
+		{ "enforce", no_argument, NULL, 'e' },
 		{ "default", required_argument, NULL, 'd' },
 		{ "tc-mode", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -292,6 +333,8 @@ static int cmd_attach(int argc, char **argv)
 	};
 	struct stg_config cfg = { .mode = STG_MODE_ENFORCE,
 				  .default_action = STG_ACT_REQUIRE_TLS };
+	__u64 ports[STG_PORT_WORDS] = {};
+	int mode = -1, def = -1;
 	enum stg_tc_want want = STG_WANT_AUTO;
 	struct starttls_guard_bpf *skel = NULL;
 	int nifs, *done = NULL, lock = -1, rc = 1, err;
@@ -302,28 +345,31 @@ static int cmd_attach(int argc, char **argv)
 	int opt;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":p:md:vh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":p:med:vh", opts, NULL)) != -1) {
 		int v;
 
 		switch (opt) {
 		case 'p':
 			v = parse_port(optarg);
 			if (v < 0)
-				return fail("bad port '%s': expected 1-65535",
-					    optarg);
-			cfg.ports[v >> 6] |= 1ULL << (v & 63);
+				usage_error("attach", "bad port '%s': expected "
+					    "1-65535", optarg);
+			ports[v >> 6] |= 1ULL << (v & 63);
 			any_port = true;
 			break;
 		case 'm':
-			cfg.mode = STG_MODE_MONITOR;
+		case 'e':
+			if (mode >= 0 && mode != (opt == 'm'))
+				usage_error("attach", "--monitor and --enforce "
+					    "together");
+			mode = opt == 'm' ? STG_MODE_MONITOR : STG_MODE_ENFORCE;
 			break;
 		case 'd':
-			v = parse_action(optarg);
-			if (v < 0)
-				return fail("bad default action '%s': expected "
-					    "require-tls, deny or exempt",
-					    optarg);
-			cfg.default_action = v;
+			def = parse_action(optarg);
+			if (def < 0)
+				usage_error("attach", "bad default action '%s': "
+					    "expected require-tls, deny or "
+					    "exempt", optarg);
 			break;
 		case 'T':
 			if (!strcmp(optarg, "auto"))
@@ -333,8 +379,8 @@ static int cmd_attach(int argc, char **argv)
 			else if (!strcmp(optarg, "clsact"))
 				want = STG_WANT_CLSACT;
 			else
-				return fail("bad --tc-mode '%s': expected auto, "
-					    "tcx or clsact",
+				usage_error("attach", "bad --tc-mode '%s': "
+					    "expected auto, tcx or clsact",
 					    optarg);
 			break;
 		case 'v':
@@ -355,8 +401,6 @@ static int cmd_attach(int argc, char **argv)
 	nifs = argc - optind;
 	if (nifs < 1)
 		usage_error("attach", "no interface named");
-	if (!any_port)
-		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
 
 	ifk = calloc(nifs, sizeof(*ifk));
 	done = calloc(nifs, sizeof(*done));
@@ -401,6 +445,19 @@ static int cmd_attach(int argc, char **argv)
 	 * interface cannot be attached. */
 	had_cfg = !bpf_map_lookup_elem(bpf_map__fd(skel->maps.settings), &zero,
 				       &old_cfg);
+	/* Options not given keep their values. A new map holds zeros (no
+	 * port at all): the defaults then. */
+	if (had_cfg && old_cfg.mode != STG_MODE_OFF &&
+	    memcmp(old_cfg.ports, ports_none, sizeof(ports_none)))
+		cfg = old_cfg;
+	else
+		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
+	if (any_port)
+		memcpy(cfg.ports, ports, sizeof(ports));
+	if (mode >= 0)
+		cfg.mode = mode;
+	if (def >= 0)
+		cfg.default_action = def;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.settings), &zero, &cfg,
 				BPF_ANY)) {
 		fail("couldn't write the configuration: %s", strerror(errno));
@@ -476,28 +533,86 @@ static const char detach_usage[] =
 	"left, remove the pinned maps and " STG_PIN_DIR "/.\n"
 	"Exits 0 when nothing was attached.\n"
 	"\n"
-	"  --force   also forget clsact attachments in other network namespaces\n"
-	"            (their filters cannot be reached from here; they go with\n"
-	"            the namespace)\n";
+	"A clsact attachment in another network namespace is removed from\n"
+	"inside it (found under /run/netns or through a process in it).\n"
+	"\n"
+	"  --force   forget attachments whose network namespace cannot be\n"
+	"            found; a copy left running there passes all traffic\n";
 
-/* Detach @k unless it is a clsact attachment of another namespace, which
- * cannot be reached from here. Returns 0 when detached. */
+/* An fd of the network namespace whose inode is @ino: one named under
+ * /run/netns, or one a process is in. -1 when none is found. */
+static int open_netns(__u64 ino)
+{
+	static const char *const dirs[] = { "/run/netns", "/proc" };
+	char path[PATH_MAX];
+	int fd = -1;
+
+	for (unsigned int i = 0; fd < 0 && i < 2; i++) {
+		DIR *d = opendir(dirs[i]);
+		struct dirent *e;
+		struct stat st;
+
+		while (d && fd < 0 && (e = readdir(d))) {
+			if (e->d_name[0] == '.' ||
+			    (i == 1 && (e->d_name[0] < '0' || e->d_name[0] > '9')))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s%s", dirs[i],
+				 e->d_name, i == 1 ? "/ns/net" : "");
+			if (!stat(path, &st) && st.st_ino == ino)
+				fd = open(path, O_RDONLY | O_CLOEXEC);
+		}
+		if (d)
+			closedir(d);
+	}
+	return fd;
+}
+
+/* Remove a clsact attachment of another network namespace from inside
+ * it (filters can only be reached there). 0 when done. */
+static int detach_in_netns(const struct stg_iface_key *k,
+			   const struct stg_iface *cur)
+{
+	int ns = open_netns(k->netns), self = -1, rc = -1;
+
+	if (ns >= 0)
+		self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self >= 0 && !setns(ns, CLONE_NEWNET)) {
+		stg_tc_detach(k, cur);
+		if (setns(self, CLONE_NEWNET)) {
+			fail("couldn't return to this network namespace: %s",
+			     strerror(errno));
+			exit(1);
+		}
+		rc = 0;
+	}
+	if (ns >= 0)
+		close(ns);
+	if (self >= 0)
+		close(self);
+	return rc;
+}
+
+/* Detach @k; a clsact attachment of another namespace from inside it.
+ * One whose namespace cannot be found is only forgotten, with @force.
+ * Returns 0 when done. */
 static int detach_one(int ifmap, const struct stg_iface_key *k,
 		      const struct stg_iface *cur, __u64 netns, bool force)
 {
-	if (cur->mode == STG_TC_CLSACT && k->netns != netns) {
-		if (!force)
-			return fail("%s is attached with clsact in network "
-				    "namespace %llu: run 'starttls-guard "
-				    "detach' there, or 'detach --force'",
-				    cur->name, (unsigned long long)k->netns);
-	} else {
-		libbpf_quiet = true;
+	int err = 0;
+
+	libbpf_quiet = true;
+	if (cur->mode == STG_TC_CLSACT && k->netns != netns)
+		err = detach_in_netns(k, cur);
+	else
 		stg_tc_detach(k, cur);
-		libbpf_quiet = false;
-	}
+	libbpf_quiet = false;
+	if (err && !force)
+		return fail("%s is attached with clsact in network namespace "
+			    "%llu, which is not found under /run/netns nor "
+			    "held by a process: 'detach --force' forgets it",
+			    cur->name, (unsigned long long)k->netns);
 	bpf_map_delete_elem(ifmap, k);
-	printf("detached from %s\n", cur->name);
+	printf("%s %s\n", err ? "forgot" : "detached from", cur->name);
 	return 0;
 }
 
@@ -554,9 +669,19 @@ static int cmd_detach(int argc, char **argv)
 		prev = NULL;
 	}
 	if (ifmap < 0 || bpf_map_get_next_key(ifmap, NULL, &next)) {
-		/* Attached nowhere: the pins go (the maps with them). */
+		/* Attached nowhere: the pins go (the maps with them). A copy
+		 * still attached where it could not be reached would be left
+		 * without its scanners: it is told to pass everything. */
+		struct stg_config off = { .mode = STG_MODE_OFF };
+		int settings = map_get("settings");
 		DIR *dir = opendir(stg_pin_dir);
 		struct dirent *e;
+		__u32 zero = 0;
+
+		if (settings >= 0) {
+			bpf_map_update_elem(settings, &zero, &off, BPF_ANY);
+			close(settings);
+		}
 
 		while (dir && (e = readdir(dir)))
 			if (e->d_name[0] != '.')
