@@ -140,28 +140,55 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 
 /* --- environment --------------------------------------------------------- */
 
+/* The parent of process @pid, 0 when unknown */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int ppid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	/* "pid (comm) state ppid ...": comm may hold spaces and ')' */
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		sscanf(p + 1, " %*c %d", &ppid);
+	fclose(f);
+	return ppid;
+}
+
 /* Pins must outlive this process. In a mount namespace of its own (as
  * 'ip netns exec' makes, with a /sys of its own), the bpffs is not the
- * host's, and what is pinned there goes away on exit: the links with it,
- * and a clsact filter would be left running without its maps. So the
- * directory that holds the pins must be the one PID 1 sees. */
+ * one the rest of the system sees, and what is pinned there goes away on
+ * exit: the links with it, and a clsact filter would be left running
+ * without its maps. So the nearest ancestor in another mount namespace,
+ * if one can be seen, must see the same filesystem where the pins go. */
 static int check_pin_fs(void)
 {
-	char dir[PATH_MAX], there[PATH_MAX + 16];
-	struct stat ns_self, ns_init, a, b;
+	char dir[PATH_MAX], there[PATH_MAX + 32], ns[64];
+	struct stat self, other, a, b;
+	pid_t pid = getpid();
 
-	if (stat("/proc/self/ns/mnt", &ns_self) ||
-	    stat("/proc/1/ns/mnt", &ns_init) ||
-	    ns_self.st_ino == ns_init.st_ino)
-		return 0;
 	snprintf(dir, sizeof(dir), "%s", stg_pin_dir);
-	snprintf(there, sizeof(there), "/proc/1/root%s", dirname(dir));
-	if (stat(dir, &a) || stat(there, &b) || a.st_dev != b.st_dev)
-		return fail("%s here is not the host's (this runs in a mount "
-			    "namespace of its own, as 'ip netns exec' makes): "
-			    "pins would vanish on exit; use 'nsenter "
-			    "--net=/run/netns/NAME' instead",
-			    dir);
+	dirname(dir);
+	if (stat("/proc/self/ns/mnt", &self) || stat(dir, &a))
+		return 0;
+	for (int depth = 0; depth < 64 && (pid = parent_of(pid)) > 0; depth++) {
+		snprintf(ns, sizeof(ns), "/proc/%d/ns/mnt", pid);
+		if (stat(ns, &other))
+			return 0; /* cannot be seen: nothing to compare */
+		if (other.st_ino == self.st_ino)
+			continue;
+		snprintf(there, sizeof(there), "/proc/%d/root%s", pid, dir);
+		if (stat(there, &b) || a.st_dev != b.st_dev)
+			return fail("%s here is not the one outside this mount "
+				    "namespace (as 'ip netns exec' makes): pins "
+				    "would vanish on exit; use 'nsenter "
+				    "--net=/run/netns/NAME' instead",
+				    dir);
+		return 0;
+	}
 	return 0;
 }
 
