@@ -638,12 +638,13 @@ struct cidr_case {
 	int ok;			/* stg_cidr_parse() should accept it */
 	const char *addr;	/* expected address, as IPv6 text */
 	unsigned int prefixlen;	/* expected key prefix length */
-	const char *text;	/* expected stg_cidr_format() */
+	const char *text;	/* expected stg_cidr_format(), or the
+				 * start of the error */
 };
 
 #define ACCEPT(s, a, len, t) \
 	{ .in = (s), .ok = 1, .addr = (a), .prefixlen = (len), .text = (t) }
-#define REJECT(s) { .in = (s), .ok = 0 }
+#define REJECT(s, w) { .in = (s), .ok = 0, .text = (w) }
 
 static const struct cidr_case cidr_cases[] = {
 	ACCEPT("192.0.2.10", "::ffff:192.0.2.10", 96 + 32, "192.0.2.10/32"),
@@ -654,34 +655,37 @@ static const struct cidr_case cidr_cases[] = {
 	ACCEPT("::/0", "::", 0, "::/0"),
 	/* the mapped form is the same key as the IPv4 one */
 	ACCEPT("::ffff:192.0.2.0/120", "::ffff:192.0.2.0", 120, "192.0.2.0/24"),
-	REJECT("192.0.2.10/33"),
-	REJECT("300.1.1.1/8"),
-	REJECT("192.0.2.1/24"),		/* host bits set */
-	REJECT("2001:db8::1/32"),	/* host bits set */
-	REJECT("2001:db8::/129"),
-	REJECT("abc"),
-	REJECT(""),
-	REJECT("192.0.2.0/"),
-	REJECT("192.0.2.0/024"),
-	REJECT("192.0.2.0/ 8"),
-	REJECT("192.0.2.0/-8"),
-	REJECT("192.0.2.0/24x"),
-	REJECT(" 192.0.2.0/24"),
-	REJECT("192.0.2.0/99999999999999999999999"),
-	REJECT("1111:2222:3333:4444:5555:6666:7777:8888/128xxxxxxxxxxxxxxxxxx"),
+	REJECT("192.0.2.10/33", "an IPv4 prefix length is at most 32"),
+	REJECT("300.1.1.1/8", "not an IPv4 or IPv6 address"),
+	REJECT("192.0.2.1/24", "host bits"),		/* host bits set */
+	REJECT("2001:db8::1/32", "host bits"),	/* host bits set */
+	REJECT("2001:db8::/129", "an IPv6 prefix length is at most 128"),
+	REJECT("abc", "not an"),
+	REJECT("", "not an"),
+	REJECT("192.0.2.0/", "the prefix length is not a number"),
+	REJECT("192.0.2.0/024", "the prefix length is not a number"),
+	REJECT("192.0.2.0/ 8", "the prefix"),
+	REJECT("192.0.2.0/-8", "the prefix"),
+	REJECT("192.0.2.0/24x", "the prefix"),
+	REJECT(" 192.0.2.0/24", "not an"),
+	REJECT("192.0.2.0/99999999999999999999999", ""),
+	REJECT("1111:2222:3333:4444:5555:6666:7777:8888/128xxxxxxxxxxxxxxxxxx", "not an"),
 };
 
 static const char *run_cidr(const struct cidr_case *t)
 {
 	struct stg_host_key k, k2, want;
 	char text[INET6_ADDRSTRLEN + 8];
-	int r = stg_cidr_parse(t->in, &k);
+	const char *r = stg_cidr_parse(t->in, &k);
 
+	if (!t->ok && !r)
+		return why("accepted, as prefixlen %u", k.prefixlen);
 	if (!t->ok)
-		return r == 0 ? why("accepted, as prefixlen %u", k.prefixlen) :
-				NULL;
+		return strncmp(r, t->text, strlen(t->text)) ?
+			       why("error \"%s\", expected \"%s...\"", r, t->text) :
+			       NULL;
 	if (r)
-		return why("rejected");
+		return why("rejected: %s", r);
 	memset(&want, 0, sizeof(want));
 	if (inet_pton(AF_INET6, t->addr, want.addr) != 1)
 		return why("bad test address %s", t->addr);

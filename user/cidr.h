@@ -13,15 +13,15 @@
 
 /* Parse "a.b.c.d[/n]" or "x::y[/n]" into @k (host bits must be zero, as in
  * "192.0.2.0/24": a CIDR with host bits set is refused as a likely typo).
- * Returns 0 or -1. */
-static inline int stg_cidr_parse(const char *s, struct stg_host_key *k)
+ * Returns NULL, or what is wrong. */
+static inline const char *stg_cidr_parse(const char *s, struct stg_host_key *k)
 {
 	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
 	unsigned long len;
 	int v4, max;
 
 	if (strlen(s) >= sizeof(buf))
-		return -1;
+		return "not an IPv4 or IPv6 address";
 	strcpy(buf, s);
 	slash = strchr(buf, '/');
 	if (slash)
@@ -33,23 +33,25 @@ static inline int stg_cidr_parse(const char *s, struct stg_host_key *k)
 	} else if (inet_pton(AF_INET6, buf, k->addr) == 1) {
 		v4 = 0;
 	} else {
-		return -1;
+		return "not an IPv4 or IPv6 address";
 	}
 	max = v4 ? 32 : 128;
 	len = max;
 	if (slash) {
 		if (slash[1] < '0' || slash[1] > '9')
-			return -1;
+			return "the prefix length is not a number";
 		len = strtoul(slash + 1, &end, 10);
-		if (*end || len > (unsigned long)max ||
-		    (slash[1] == '0' && slash[2]))
-			return -1;
+		if (*end || (slash[1] == '0' && slash[2]))
+			return "the prefix length is not a number";
+		if (len > (unsigned long)max)
+			return v4 ? "an IPv4 prefix length is at most 32"
+				  : "an IPv6 prefix length is at most 128";
 	}
 	k->prefixlen = (v4 ? 96 : 0) + len;
 	for (unsigned int bit = k->prefixlen; bit < 128; bit++)
 		if (k->addr[bit / 8] & (0x80 >> (bit % 8)))
-			return -1; /* host bits set */
-	return 0;
+			return "host bits are set after the prefix";
+	return NULL;
 }
 
 /* Print @k as it was given (IPv4 without the mapping). */

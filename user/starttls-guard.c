@@ -557,8 +557,8 @@ static const char detach_usage[] =
 	"Usage: starttls-guard detach [IFACE...] [--force]\n"
 	"Detach the guard from each IFACE of this network namespace; with no\n"
 	"IFACE, from every interface it is attached to. When no interface is\n"
-	"left, remove the pinned maps and " STG_PIN_DIR "/.\n"
-	"Exits 0 when nothing was attached.\n"
+	"left, remove the pinned maps and their directory ($STARTTLS_GUARD_PIN_DIR\n"
+	"or " STG_PIN_DIR "/). Exits 0 when nothing was attached.\n"
 	"\n"
 	"A clsact attachment in another network namespace is removed from\n"
 	"inside it (found under /run/netns or through a process in it).\n"
@@ -663,8 +663,10 @@ static int cmd_detach(int argc, char **argv)
 	if (check_env(false))
 		return geteuid() == 0 ? 0 : 1; /* no bpffs: nothing attached */
 	lock = lock_pin_dir(false);
-	if (lock == -ENOENT)
+	if (lock == -ENOENT) {
+		printf("not attached\n");
 		return 0;
+	}
 	if (lock < 0)
 		return fail("couldn't open %s: %s", stg_pin_dir, strerror(-lock));
 	ifmap = map_get("ifaces");
@@ -676,8 +678,8 @@ static int cmd_detach(int argc, char **argv)
 		if (argv[i][0] == '-')
 			continue;
 		if (!k.ifindex || bpf_map_lookup_elem(ifmap, &k, &cur)) {
-			rc = fail("not attached to %s in this network namespace",
-				  argv[i]);
+			printf("not attached to %s in this network namespace\n",
+			       argv[i]);
 			continue;
 		}
 		detach_one(ifmap, &k, &cur, netns, force);
@@ -807,7 +809,7 @@ static const char allow_usage[] =
 
 static int cmd_allow(int argc, char **argv)
 {
-	const char *cmd = argc > 1 ? argv[1] : "", *cidr = NULL;
+	const char *cmd = argc > 1 ? argv[1] : "", *cidr = NULL, *err;
 	struct stg_host_key k;
 	bool deny = false;
 	int fd, rc = 0;
@@ -849,11 +851,11 @@ static int cmd_allow(int argc, char **argv)
 		usage_error("allow", "expected add, del or list");
 	if (!cidr)
 		usage_error("allow", "%s needs a CIDR", cmd);
-	if (stg_cidr_parse(cidr, &k))
-		return fail("bad CIDR '%s': expected an address or "
-			    "address/prefix with no host bits set, e.g. "
-			    "192.0.2.0/24 or 2001:db8::/32",
-			    cidr);
+	err = stg_cidr_parse(cidr, &k);
+	if (err)
+		usage_error("allow", "bad CIDR '%s': %s (expected e.g. "
+			    "192.0.2.0/24, 192.0.2.10 or 2001:db8::/32)", cidr,
+			    err);
 	if (check_env(false) || open_pinned("hosts", &fd))
 		return 1;
 	if (!strcmp(cmd, "add")) {
@@ -936,10 +938,11 @@ static const char usage[] =
 	"Reset SMTP connections that send a plaintext command before STARTTLS.\n"
 	"\n"
 	"Commands:\n"
-	"  attach IFACE... [--port N]... [--monitor] [--default ACTION]\n"
-	"         [--tc-mode auto|tcx|clsact]\n"
+	"  attach IFACE... [--port N]... [--monitor|--enforce]\n"
+	"         [--default ACTION] [--tc-mode auto|tcx|clsact] [-v]\n"
 	"                           attach to interfaces (or update options)\n"
-	"  detach [IFACE...]        detach (from all when none is named)\n"
+	"  detach [IFACE...] [--force]\n"
+	"                           detach (from all when none is named)\n"
 	"  status                   where it is attached, mode, ports\n"
 	"  allow add CIDR [--deny] | allow del CIDR | allow list\n"
 	"                           exempt or deny hosts, live\n"
@@ -949,7 +952,8 @@ static const char usage[] =
 	"\n"
 	"'starttls-guard COMMAND --help' tells more. Needs root.\n"
 	"Environment: STARTTLS_GUARD_PIN_DIR, a directory on bpffs to pin to\n"
-	"instead of " STG_PIN_DIR ".\n";
+	"instead of " STG_PIN_DIR ".\n"
+	"Exit status: 0 done, 1 failed, 2 bad command line.\n";
 
 int main(int argc, char **argv)
 {
