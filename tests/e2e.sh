@@ -155,6 +155,49 @@ t_loopback() {
 		{ echo "loopback server packets taken as forged"; return 1; }
 }
 
+# On a router: a client two hops away, the client namespace forwarding
+# for it, the guard on the router's client-facing interface, then on its
+# server-facing one (both ends remote, neither side's packets local).
+t_router() {
+	local far=stg-far-$$ rc
+	ip netns add "$far" || return 1
+	_t_router "$far" "stgf$$" "stgr$$"
+	rc=$?
+	guard_cli detach >/dev/null 2>&1
+	ip -n "$LAB_SRV_NS" route del 198.51.100.0/24 2>/dev/null
+	ip netns del "$far"
+	return $rc
+}
+_t_router() {
+	local far=$1 fif=$2 rif=$3 t=tok$RANDOM$RANDOM iface n=0
+	ip -n "$far" link add "$fif" type veth peer name "$rif" netns "$LAB_CLI_NS" &&
+	ip -n "$far" link set lo up && ip -n "$far" link set "$fif" up &&
+	ip -n "$far" addr add 198.51.100.2/24 dev "$fif" &&
+	ip -n "$far" route add default via 198.51.100.1 &&
+	ip -n "$LAB_CLI_NS" addr add 198.51.100.1/24 dev "$rif" &&
+	ip -n "$LAB_CLI_NS" link set "$rif" up &&
+	ip netns exec "$LAB_CLI_NS" sysctl -qw net.ipv4.ip_forward=1 &&
+	ip -n "$LAB_SRV_NS" route add 198.51.100.0/24 via "$LAB_CLI4" || return 1
+	_lab_poll 5 ip netns exec "$far" ping -q -c1 -W1 "$LAB_SRV4" >/dev/null ||
+		{ echo "no route through the router"; return 1; }
+	for iface in "$rif" "$LAB_CLI_IF"; do
+		n=$((n + 1))
+		guard_cli attach "$iface" >/dev/null || return 1
+		expect 3 "plaintext via the router ($iface)" ip netns exec "$far" \
+			timeout 30 python3 "$LAB_LIB_DIR/smtp_client.py" \
+			--server "$LAB_SRV4" --token "p$n$t" || return 1
+		expect 0 "STARTTLS via the router ($iface)" ip netns exec "$far" \
+			timeout 30 python3 "$LAB_LIB_DIR/smtp_client.py" \
+			--server "$LAB_SRV4" --starttls --token "s$n$t" || return 1
+		lab_wait_delivered "s$n$t" || return 1
+		lab_delivered "p$n$t" && { echo "plaintext delivered"; return 1; }
+		[ "$(counter "$LAB_CLI_NS" tls_upgrades)" = 1 ] &&
+		[ "$(counter "$LAB_CLI_NS" resets_by_reason.plaintext_command)" = 1 ] ||
+			{ guard_cli stats; return 1; }
+		guard_cli detach >/dev/null || return 1
+	done
+}
+
 # The clsact path: same verdicts; our qdisc goes with us; a foreign
 # filter on the same hook stays (cases 50, 51, 52).
 t_clsact() {
@@ -313,6 +356,7 @@ run_test "IPv6: plaintext MAIL reset, STARTTLS delivered (swaks, smtplib; cases 
 run_test "exempt client delivers in plaintext, denied client cannot connect (cases 18, 59)" t_hosts
 run_test "outbound: attached on the client's side (case 29)" t_outbound
 run_test "loopback: client and server on the same host" t_loopback
+run_test "router: a forwarded connection, guarded on either side" t_router
 run_test "clsact mode; foreign filters kept (cases 50, 51, 52)" t_clsact
 run_test "detach: plaintext works again, nothing left" t_detach
 run_test "attach again updates options, keeps state" t_reattach
