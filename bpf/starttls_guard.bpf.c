@@ -560,6 +560,30 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	return stg_inspect(skb, &p, c, cfg, ingress);
 }
 
+/* The server's first byte after the client's TLS record header (phase
+ * STG_TLS_HELLO): its own handshake record means TLS, and the packet
+ * passes unparsed (returns 1); anything else means the handshake failed,
+ * and the segment is parsed as plaintext again. Here rather than in the
+ * scan program, which stays within what older verifiers accept. */
+static __always_inline int stg_server_answer(struct __sk_buff *skb,
+					     struct stg_scan_ctx *x)
+{
+	struct stg_conn *c = bpf_map_lookup_elem(&conns, &x->pkt.key);
+	__u8 b;
+
+	if (!c || c->smtp.phase != STG_TLS_HELLO ||
+	    bpf_skb_load_bytes(skb, x->pos, &b, 1))
+		return 0;
+	if (smtp_server_answer(&c->smtp, b)) {
+		x->ev |= SMTP_EV_TLS_FAILED;
+		stg_count(STG_C_TLS_FAILED);
+		return 0;
+	}
+	c->srv_nxt = x->end_seq;
+	stg_count(STG_C_TLS_UPGRADES);
+	return 1;
+}
+
 #define STG_TCPOPT_MD5 19
 #define STG_TCPOPT_AO 29
 
@@ -628,6 +652,8 @@ int stg_check(struct __sk_buff *skb)
 			i += len;
 		}
 	}
+	if (!x->pkt.c2s && stg_server_answer(skb, x))
+		return STG_PASS;
 	bpf_tail_call(skb, &jmp, x->pkt.c2s ? STG_JMP_CLI : STG_JMP_SRV);
 	stg_count(STG_C_UNINSPECTABLE);
 	return TC_ACT_SHOT;
@@ -670,11 +696,6 @@ static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 	n += 1;
 	if (bpf_skb_load_bytes(skb, x->pos, x->buf, n))
 		goto violation;
-	if (!c2s && s->phase == STG_TLS_HELLO) {
-		x->ev |= smtp_server_answer(s, x->buf[0]);
-		if (x->ev & SMTP_EV_TLS_FAILED)
-			stg_count(STG_C_TLS_FAILED);
-	}
 	for (__u32 i = 0; i < STG_CHUNK; i++) {
 		if (i >= n || smtp_done(s, c2s))
 			break; /* after a TLS record header: not parsed */
