@@ -342,7 +342,11 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 		return stg_violation(skb, p, c, cfg, STG_R_URGENT_DATA, ingress);
 	skip = nxt - seq; /* overlap: judge only what is new */
 	x = bpf_map_lookup_elem(&scratch, &zero);
-	if (!x || p->pay_len - skip > STG_MAX_SCAN)
+	/* Bytes parsed to the end only up to STARTTLS's reply: after it the
+	 * client's are judged by their first bytes, the server's by its
+	 * first (stg_check), however large the packet. */
+	if (!x || (p->pay_len - skip > STG_MAX_SCAN &&
+		   c->smtp.phase <= STG_STARTTLS_SENT))
 		goto uninspectable;
 	x->pkt = *p;
 	x->pos = p->pay_off + skip;

@@ -12,7 +12,9 @@
  * Policy ("encrypt", as Postfix's smtpd_tls_security_level=encrypt): before
  * TLS a client line must start with one of the verbs EHLO, HELO, STARTTLS,
  * NOOP, RSET, HELP or QUIT (case-insensitive, followed by a space or the
- * line end). Anything else is a violation: default deny. A line ends at LF;
+ * line end). Anything else is a violation: default deny, and so is a line
+ * longer than SMTP_LINE_MAX bytes (a server that cuts long lines, as Exim
+ * does at 16 KiB, would read the rest as a command). A line ends at LF;
  * a CR must be followed by LF (a bare CR is a violation, so that no server
  * can frame the stream differently from us). After STARTTLS the client must
  * stay silent until the reply to it; a 220 reply must be followed by a TLS
@@ -78,6 +80,10 @@ enum smtp_cline {
 #define SMTP_VERB_STARTTLS                                                \
 	(SMTP_PACK4('S', 'T', 'A', 'R') | SMTP_PACK4('T', 'T', 'L', 'S') << 32)
 #define SMTP_VERB_MAX 8 /* bytes in the longest allowed verb */
+/* Bytes a client line may have before its LF: room for long EHLO
+ * arguments, less than any server's line buffer (Exim 16 KiB, sendmail
+ * 12 KiB), past which the rest of a line could be read as a command. */
+#define SMTP_LINE_MAX 4096
 
 struct smtp_state {
 	__u64 verb;		/* client verb so far, packed as above */
@@ -85,6 +91,7 @@ struct smtp_state {
 	__u32 replies;		/* final replies to commands (greeting excluded) */
 	__u32 starttls_cmd;	/* number of the STARTTLS command awaiting reply */
 	__u16 cli_pos;		/* bytes of the verb read so far */
+	__u16 cli_len;		/* bytes of the line read so far */
 	__u16 srv_code;		/* reply code being read */
 	enum stg_phase phase;
 	__u8 cli_line;		/* enum smtp_cline */
@@ -175,6 +182,7 @@ static __always_inline void smtp_client_line_end(struct smtp_state *s)
 	s->phase = tls * STG_STARTTLS_SENT;
 	s->verb = 0;
 	s->cli_pos = 0;
+	s->cli_len = 0;
 	s->cli_line = SMTP_CL_VERB;
 }
 
@@ -211,7 +219,7 @@ static __always_inline enum smtp_verdict smtp_client_byte(struct smtp_state *s,
 							  __u8 c)
 {
 	__u64 lf = smtp_eq(c, '\n'), cr = smtp_eq(c, '\r');
-	__u64 line = s->cli_line, pos = s->cli_pos;
+	__u64 line = s->cli_line, pos = s->cli_pos, len = s->cli_len;
 	__u64 in_verb = smtp_eq(line, SMTP_CL_VERB);
 	__u64 in_cr = smtp_eq(line, SMTP_CL_CR);
 	/* a byte that ends the verb, when one is being read */
@@ -227,7 +235,8 @@ static __always_inline enum smtp_verdict smtp_client_byte(struct smtp_state *s,
 	 * (an empty verb included); a verb longer than any allowed */
 	if ((in_cr & (1 ^ lf)) |
 	    (in_verb & term & (1 ^ smtp_verb_allowed(s->verb))) |
-	    (add & (1 ^ smtp_lt(pos, SMTP_VERB_MAX))))
+	    (add & (1 ^ smtp_lt(pos, SMTP_VERB_MAX))) |
+	    ((1 ^ lf) & (1 ^ smtp_lt(len, SMTP_LINE_MAX))))
 		return SMTP_V_PLAINTEXT_COMMAND;
 	if (lf) {
 		smtp_client_line_end(s);
@@ -237,6 +246,7 @@ static __always_inline enum smtp_verdict smtp_client_byte(struct smtp_state *s,
 	u |= 0x80 & (0 - (1 ^ smtp_nz(c)));
 	s->verb |= (u << (8 * (pos & 7))) & (0 - add);
 	s->cli_pos = pos + add;
+	s->cli_len = len + 1;
 	s->cli_line = smtp_sel(cr, SMTP_CL_CR,
 			       smtp_sel(add, SMTP_CL_VERB, SMTP_CL_ARGS));
 	return SMTP_OK;
@@ -295,6 +305,7 @@ static __always_inline int smtp_server_answer(struct smtp_state *s, __u8 c)
 	s->hello = 0;
 	s->verb = 0;
 	s->cli_pos = 0;
+	s->cli_len = 0;
 	s->cli_line = SMTP_CL_VERB;
 	return SMTP_EV_TLS_FAILED;
 }

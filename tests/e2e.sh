@@ -155,6 +155,17 @@ t_loopback() {
 		{ echo "loopback server packets taken as forged"; return 1; }
 }
 
+# A server that answers the client's hello with one write larger than the
+# guard scans in a packet (a big certificate chain): over loopback it is
+# one packet; only its first byte matters, so it passes.
+t_big_answer() {
+	guard_srv attach lo --port 2525 >/dev/null || return 1
+	expect 0 "a 20000-byte answer to the hello" lab_srv timeout 30 \
+		python3 "$LAB_LIB_DIR/big_answer.py" --port 2525 --size 20000 || return 1
+	[ "$(counter "$LAB_SRV_NS" tls_upgrades)" = 1 ] &&
+	[ "$(counter "$LAB_SRV_NS" resets)" = 0 ] || { guard_srv stats; return 1; }
+}
+
 # On a router: a client two hops away, the client namespace forwarding
 # for it, the guard on the router's client-facing interface, then on its
 # server-facing one (both ends remote, neither side's packets local).
@@ -357,6 +368,7 @@ run_test "exempt client delivers in plaintext, denied client cannot connect (cas
 run_test "outbound: attached on the client's side (case 29)" t_outbound
 run_test "loopback: client and server on the same host" t_loopback
 run_test "router: a forwarded connection, guarded on either side" t_router
+run_test "a hello answered in one packet larger than a scan" t_big_answer
 run_test "clsact mode; foreign filters kept (cases 50, 51, 52)" t_clsact
 run_test "detach: plaintext works again, nothing left" t_detach
 run_test "attach again updates options, keeps state" t_reattach

@@ -301,6 +301,11 @@ static const char *run_case(const struct tcase *t)
 
 /* "EHLO " and a LONG_ARG-byte argument, CRLF; filled by main() */
 static char long_ehlo[LONG_ARG + 16];
+/* "NOOP " and x's: a line of SMTP_LINE_MAX bytes before its CR LF (the
+ * longest allowed), and one of 16384 bytes followed by a MAIL command, as
+ * Exim would read it (it keeps 16 KiB of a line, the rest is a command) */
+static char max_line[SMTP_LINE_MAX + 8];
+static char exim_split[16384 + 64];
 /* a ClientHello record: header, then bytes that would be violations in
  * plaintext (they must not be parsed); filled by main() */
 static char long_hello[1400];
@@ -431,6 +436,16 @@ static const struct tcase cases[] = {
 	{ .name = "case 7: a 3000-byte EHLO argument is allowed, a later MAIL still caught",
 	  .steps = { GREETING, CB(long_ehlo, -1, OK), S("250 mx\r\n", OK),
 	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
+	{ .name = "a line of SMTP_LINE_MAX bytes before its LF is allowed",
+	  .steps = { GREETING, EHLO_OK, CB(max_line, -1, OK), S("250 ok\r\n", OK),
+	    C("NOOP\r\n", OK) },
+	  .phase = PH(STG_PLAIN) },
+	{ .name = "a longer line is a violation: NOOP, 16 KiB, MAIL (Exim reads MAIL)",
+	  .steps = { GREETING, EHLO_OK,
+	    CB(exim_split, -1, V_PLAIN, .at = AT(SMTP_LINE_MAX)) } },
+	{ .name = "a longer line split over segments is a violation",
+	  .steps = { GREETING, EHLO_OK, CB(exim_split, 4000, OK),
+	    CB(exim_split + 4000, 200, V_PLAIN, .at = AT(SMTP_LINE_MAX - 4000)) } },
 
 	/* STARTTLS and the upgrade */
 	{ .name = "STARTTLS split STA | RTTLS, 220, hello -> TLS",
@@ -1023,6 +1038,12 @@ int main(void)
 	for (i = 0; i < LONG_ARG; i++)
 		long_ehlo[5 + i] = 'a' + i % 26;
 	memcpy(long_ehlo + 5 + LONG_ARG, "\r\n", 3);
+	memcpy(max_line, "NOOP ", 5);
+	memset(max_line + 5, 'x', SMTP_LINE_MAX - 6);
+	memcpy(max_line + SMTP_LINE_MAX - 1, "\r\n", 3);
+	memcpy(exim_split, "NOOP ", 5);
+	memset(exim_split + 5, 'x', 16384 - 5);
+	strcpy(exim_split + 16384, "MAIL FROM:<spy@client.test>\r\n");
 	for (i = 0; i < sizeof(long_hello); i++)
 		long_hello[i] = (char)(i * 37 + 11);
 	memcpy(long_hello, "\x16\x03\x01\x05\x70\x01\x00\x05\x6c\x03\x03", 11);
