@@ -255,7 +255,7 @@ t_detach() {
 # held open after EHLO across the re-attach is still tracked (it is not
 # picked up mid-stream afresh) and is judged by the new options.
 t_reattach() {
-	local t=tok$RANDOM$RANDOM line rc
+	local t=tok$RANDOM$RANDOM line rc dir l
 	guard_srv attach "$LAB_SRV_IF" --monitor >/dev/null || return 1
 	expect 0 "monitor mode passes plaintext" lab_smtp_client --server "$LAB_SRV4" \
 		--token "m$t" || return 1
@@ -269,6 +269,13 @@ t_reattach() {
 		{ echo "adding an interface left monitor mode"; guard_srv status; return 1; }
 	guard_srv attach "$LAB_SRV_IF" --enforce >/dev/null || return 1
 	guard_srv status | grep -q "mode: *enforce" || return 1
+	# ... and every interface runs the program of the last attach.
+	for dir in in eg; do
+		[ "$(for l in "$STARTTLS_GUARD_PIN_DIR"/link_*_$dir; do
+			bpftool link show pinned "$l" | grep -o 'prog [0-9]*'
+		     done | sort -u | wc -l)" = 1 ] ||
+			{ echo "interfaces run different programs ($dir)"; return 1; }
+	done
 	guard_srv status | grep -q "ports: *25 587" || { guard_srv status; return 1; }
 	echo go >&"${HELD[1]}"
 	read -r -t 20 line <&"${HELD[0]}"
@@ -290,6 +297,8 @@ t_netns() {
 	out=$("$G_BIN" detach 2>&1) || { echo "$out"; return 1; }
 	grep -q "detached from $LAB_SRV_IF" <<<"$out" || { echo "$out"; return 1; }
 	nothing_left || return 1
+	lab_srv "$G_BIN" detach 2>/dev/null &&
+		{ echo "detach under ip netns exec exited 0"; return 1; }
 	out=$(lab_srv "$G_BIN" attach "$LAB_SRV_IF" 2>&1) &&
 		{ echo "attach under ip netns exec succeeded"; return 1; }
 	[ "$(wc -l <<<"$out")" = 1 ] && grep -q nsenter <<<"$out" ||

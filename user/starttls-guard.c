@@ -192,7 +192,9 @@ static int check_pin_fs(void)
 	return 0;
 }
 
-/* Root, BTF and a bpffs at /sys/fs/bpf (mounted here if missing). */
+/* Root, BTF and a bpffs at /sys/fs/bpf (mounted here if @mount_bpffs).
+ * Returns 0, 1 on an error, 2 when there is no bpffs (nothing attached);
+ * the error is printed. */
 static int check_env(bool mount_bpffs)
 {
 	struct statfs st;
@@ -205,9 +207,10 @@ static int check_env(bool mount_bpffs)
 	if (check_pin_fs())
 		return 1;
 	if (statfs(BPFFS, &st) || st.f_type != BPF_FS_MAGIC) {
-		if (!mount_bpffs)
-			return fail("no bpffs at " BPFFS
-				    ": nothing is attached");
+		if (!mount_bpffs) {
+			fail("no bpffs at " BPFFS ": nothing is attached");
+			return 2;
+		}
 		if (mount("bpf", BPFFS, "bpf", 0, NULL))
 			return fail("couldn't mount bpffs at " BPFFS ": %s",
 				    strerror(errno));
@@ -259,6 +262,64 @@ static __u64 current_netns(void)
 	struct stat st;
 
 	return stat("/proc/self/ns/net", &st) ? 0 : st.st_ino;
+}
+
+/* --- network namespaces -------------------------------------------------- */
+
+/* An fd of the network namespace whose inode is @ino: one named under
+ * /run/netns, or one a process is in. -1 when none is found. */
+static int open_netns(__u64 ino)
+{
+	static const char *const dirs[] = { "/run/netns", "/proc" };
+	char path[PATH_MAX];
+	int fd = -1;
+
+	for (unsigned int i = 0; fd < 0 && i < 2; i++) {
+		DIR *d = opendir(dirs[i]);
+		struct dirent *e;
+		struct stat st;
+
+		while (d && fd < 0 && (e = readdir(d))) {
+			if (e->d_name[0] == '.' ||
+			    (i == 1 && (e->d_name[0] < '0' || e->d_name[0] > '9')))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s%s", dirs[i],
+				 e->d_name, i == 1 ? "/ns/net" : "");
+			if (!stat(path, &st) && st.st_ino == ino)
+				fd = open(path, O_RDONLY | O_CLOEXEC);
+		}
+		if (d)
+			closedir(d);
+	}
+	return fd;
+}
+
+/* Enter the network namespace whose inode is @ino (tc objects can only
+ * be reached from inside). Returns an fd to come back with leave_netns(),
+ * or -1 when it cannot be found or entered. */
+static int enter_netns(__u64 ino)
+{
+	int ns = open_netns(ino), self = -1;
+
+	if (ns >= 0)
+		self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self >= 0 && setns(ns, CLONE_NEWNET)) {
+		close(self);
+		self = -1;
+	}
+	if (ns >= 0)
+		close(ns);
+	return self;
+}
+
+static void leave_netns(int self)
+{
+	if (setns(self, CLONE_NEWNET)) {
+		fail("couldn't return to this network namespace: %s",
+		     strerror(errno));
+		exit(1);
+	}
+	close(self);
 }
 
 /* --- attach -------------------------------------------------------------- */
@@ -342,6 +403,49 @@ static int set_pins(struct bpf_object *obj)
 			return -1;
 	}
 	return 0;
+}
+
+/* Swap the program on the interfaces attached before and not named now
+ * (in their own namespaces): one version runs at a time, as the maps are
+ * shared. Returns 0, or 1 when one could not be swapped (it runs the
+ * previous program). */
+static int swap_others(int ifmap, struct starttls_guard_bpf *skel,
+		       const struct stg_iface_key *named, int nnamed)
+{
+	struct stg_iface_key key, *prev = NULL;
+	int rc = 0;
+
+	while (!bpf_map_get_next_key(ifmap, prev, &key)) {
+		struct stg_iface cur, now;
+		int self, err = -ENOENT;
+
+		prev = &key;
+		for (int i = 0; i < nnamed; i++)
+			if (!memcmp(&named[i], &key, sizeof(key)))
+				goto next;
+		if (bpf_map_lookup_elem(ifmap, &key, &cur))
+			continue;
+		self = enter_netns(key.netns);
+		if (self >= 0) {
+			libbpf_quiet = true;
+			err = stg_tc_attach(&key, cur.name,
+					    bpf_program__fd(skel->progs.stg_ingress),
+					    bpf_program__fd(skel->progs.stg_egress),
+					    STG_WANT_AUTO, &cur, &now);
+			libbpf_quiet = false;
+			leave_netns(self);
+		}
+		if (err) {
+			rc = fail("couldn't swap the program on %s (network "
+				  "namespace %llu): %s; it runs the previous one",
+				  cur.name, (unsigned long long)key.netns,
+				  strerror(-err));
+			continue;
+		}
+		bpf_map_update_elem(ifmap, &key, &now, BPF_ANY);
+next:;
+	}
+	return rc;
 }
 
 static const __u64 ports_none[STG_PORT_WORDS];
@@ -517,7 +621,7 @@ static int cmd_attach(int argc, char **argv)
 		printf("attached to %s (%s)\n", argv[optind + i],
 		       now.mode == STG_TC_TCX ? "tcx" : "clsact");
 	}
-	rc = 0;
+	rc = swap_others(ifmap, skel, ifk, nifs);
 	goto out;
 undo:
 	/* Leave nothing half-attached: undo the interfaces this run added,
@@ -566,59 +670,6 @@ static const char detach_usage[] =
 	"  --force   forget attachments whose network namespace cannot be\n"
 	"            found; a copy left running there passes all traffic\n";
 
-/* An fd of the network namespace whose inode is @ino: one named under
- * /run/netns, or one a process is in. -1 when none is found. */
-static int open_netns(__u64 ino)
-{
-	static const char *const dirs[] = { "/run/netns", "/proc" };
-	char path[PATH_MAX];
-	int fd = -1;
-
-	for (unsigned int i = 0; fd < 0 && i < 2; i++) {
-		DIR *d = opendir(dirs[i]);
-		struct dirent *e;
-		struct stat st;
-
-		while (d && fd < 0 && (e = readdir(d))) {
-			if (e->d_name[0] == '.' ||
-			    (i == 1 && (e->d_name[0] < '0' || e->d_name[0] > '9')))
-				continue;
-			snprintf(path, sizeof(path), "%s/%s%s", dirs[i],
-				 e->d_name, i == 1 ? "/ns/net" : "");
-			if (!stat(path, &st) && st.st_ino == ino)
-				fd = open(path, O_RDONLY | O_CLOEXEC);
-		}
-		if (d)
-			closedir(d);
-	}
-	return fd;
-}
-
-/* Remove a clsact attachment of another network namespace from inside
- * it (filters can only be reached there). 0 when done. */
-static int detach_in_netns(const struct stg_iface_key *k,
-			   const struct stg_iface *cur)
-{
-	int ns = open_netns(k->netns), self = -1, rc = -1;
-
-	if (ns >= 0)
-		self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (self >= 0 && !setns(ns, CLONE_NEWNET)) {
-		stg_tc_detach(k, cur);
-		if (setns(self, CLONE_NEWNET)) {
-			fail("couldn't return to this network namespace: %s",
-			     strerror(errno));
-			exit(1);
-		}
-		rc = 0;
-	}
-	if (ns >= 0)
-		close(ns);
-	if (self >= 0)
-		close(self);
-	return rc;
-}
-
 /* Detach @k; a clsact attachment of another namespace from inside it.
  * One whose namespace cannot be found is only forgotten, with @force.
  * Returns 0 when done. */
@@ -628,10 +679,17 @@ static int detach_one(int ifmap, const struct stg_iface_key *k,
 	int err = 0;
 
 	libbpf_quiet = true;
-	if (cur->mode == STG_TC_CLSACT && k->netns != netns)
-		err = detach_in_netns(k, cur);
-	else
+	if (cur->mode == STG_TC_CLSACT && k->netns != netns) {
+		int self = enter_netns(k->netns);
+
+		err = self < 0;
+		if (self >= 0) {
+			stg_tc_detach(k, cur);
+			leave_netns(self);
+		}
+	} else {
 		stg_tc_detach(k, cur);
+	}
 	libbpf_quiet = false;
 	if (err && !force)
 		return fail("%s is attached with clsact in network namespace "
@@ -660,8 +718,9 @@ static int cmd_detach(int argc, char **argv)
 		else
 			names++;
 	}
-	if (check_env(false))
-		return geteuid() == 0 ? 0 : 1; /* no bpffs: nothing attached */
+	rc = check_env(false);
+	if (rc)
+		return rc == 2 ? 0 : 1; /* no bpffs: nothing attached */
 	lock = lock_pin_dir(false);
 	if (lock == -ENOENT) {
 		printf("not attached\n");
