@@ -239,7 +239,7 @@ t_detach() {
 	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
 	guard_cli attach "$LAB_CLI_IF" >/dev/null || return 1
 	guard_srv status | grep -q "interfaces: .*$LAB_SRV_IF" || { guard_srv status; return 1; }
-	guard_srv status | grep -q "$LAB_CLI_IF (tcx, network namespace" ||
+	guard_srv status | grep -qF "$LAB_CLI_IF (tcx, network namespace $LAB_CLI_NS)" ||
 		{ echo "status hides the namespace"; guard_srv status; return 1; }
 	guard_srv detach "$LAB_SRV_IF" >/dev/null || return 1
 	# Plain detach, from yet another namespace (the host's), reaches it.

@@ -39,10 +39,10 @@ static inline const char *stg_cidr_parse(const char *s, struct stg_host_key *k)
 	len = max;
 	if (slash) {
 		if (slash[1] < '0' || slash[1] > '9')
-			return "the prefix length is not a number";
+			return "the prefix length is not a decimal number";
 		len = strtoul(slash + 1, &end, 10);
 		if (*end || (slash[1] == '0' && slash[2]))
-			return "the prefix length is not a number";
+			return "the prefix length is not a decimal number";
 		if (len > (unsigned long)max)
 			return v4 ? "an IPv4 prefix length is at most 32"
 				  : "an IPv6 prefix length is at most 128";

@@ -294,6 +294,33 @@ static int open_netns(__u64 ino)
 	return fd;
 }
 
+/* ", network namespace NAME" (its name under /run/netns, else its inode,
+ * and whether a process is in it) */
+static void print_netns(__u64 ino)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	struct stat st;
+	DIR *d = opendir("/run/netns");
+	int fd;
+
+	while (d && (e = readdir(d))) {
+		snprintf(path, sizeof(path), "/run/netns/%s", e->d_name);
+		if (e->d_name[0] != '.' && !stat(path, &st) && st.st_ino == ino) {
+			printf(", network namespace %s", e->d_name);
+			closedir(d);
+			return;
+		}
+	}
+	if (d)
+		closedir(d);
+	fd = open_netns(ino);
+	printf(", network namespace %llu%s", (unsigned long long)ino,
+	       fd < 0 ? " (not found: 'detach --force' forgets it)" : "");
+	if (fd >= 0)
+		close(fd);
+}
+
 /* Enter the network namespace whose inode is @ino (tc objects can only
  * be reached from inside). Returns an fd to come back with leave_netns(),
  * or -1 when it cannot be found or entered. */
@@ -838,8 +865,7 @@ static int cmd_status(int argc, char **argv)
 			printf(" %s (%s", it.name,
 			       it.mode == STG_TC_TCX ? "tcx" : "clsact");
 			if (key.netns != netns)
-				printf(", network namespace %llu",
-				       (unsigned long long)key.netns);
+				print_netns(key.netns);
 			printf(")");
 		}
 		prev = &key;
@@ -927,6 +953,10 @@ static int cmd_allow(int argc, char **argv)
 
 		if (bpf_map_update_elem(fd, &k, &h, BPF_ANY))
 			rc = fail("couldn't add %s: %s", cidr, strerror(errno));
+		else if (k.prefixlen == 0 || k.prefixlen == 96)
+			fprintf(stderr, "starttls-guard: note: %s covers every "
+				"%s address (and so every connection)\n", cidr,
+				k.prefixlen ? "IPv4" : "IPv6 and IPv4");
 	} else if (bpf_map_delete_elem(fd, &k)) {
 		rc = fail("couldn't delete %s: %s", cidr,
 			  errno == ENOENT ? "not in the host map"
