@@ -99,7 +99,7 @@ struct {
 /* Where the guard is attached (see struct stg_iface). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, STG_MAX_IFACES);
 	__type(key, struct stg_iface_key);
 	__type(value, struct stg_iface);
 } ifaces SEC(".maps");

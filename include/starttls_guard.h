@@ -13,6 +13,7 @@
 #define STG_PIN_DIR "/sys/fs/bpf/starttls-guard"
 #define STG_MAX_CONNS 65536	/* connections tracked (LRU) */
 #define STG_MAX_HOSTS 16384	/* CIDR entries in the host map */
+#define STG_MAX_IFACES 1024	/* interfaces attached to */
 #define STG_PORT_WORDS 1024	/* 65536 ports, one bit each */
 
 /* Payload is judged STG_CHUNK bytes per program run, chained by tail

@@ -336,6 +336,43 @@ _t_forgotten() {
 		python3 "$LAB_LIB_DIR/smtp_client.py" --server 127.0.0.1 --token f$$
 }
 
+# Attachments that change under the guard: a mode switch that fails keeps
+# the old attachment; a deleted interface is forgotten by the next attach;
+# a second guard does not take over the first one's clsact filters; detach
+# removes only what it pinned.
+t_changes() {
+	local out p2=$STARTTLS_GUARD_PIN_DIR-2
+	lab_srv ip link add stgy0 type veth peer name stgy1 &&
+	lab_srv ip link set stgy0 up || return 1
+	guard_srv attach "$LAB_SRV_IF" stgy0 --tc-mode tcx >/dev/null || return 1
+	lab_srv tc qdisc add dev "$LAB_SRV_IF" ingress || return 1
+	guard_srv attach "$LAB_SRV_IF" --tc-mode clsact 2>/dev/null &&
+		{ echo "a switch to clsact over an ingress qdisc succeeded"; return 1; }
+	lab_srv tc qdisc del dev "$LAB_SRV_IF" ingress
+	expect 3 "plaintext after a failed switch" lab_smtp_client \
+		--server "$LAB_SRV4" --token "c$RANDOM" || return 1
+	lab_srv ip link del stgy0
+	out=$(guard_srv attach "$LAB_SRV_IF" 2>&1) || { echo "$out"; return 1; }
+	grep -q "forgot stgy0" <<<"$out" || { echo "$out"; return 1; }
+	guard_srv status | grep -q stgy0 && { echo "a deleted interface listed"; return 1; }
+	guard_srv detach >/dev/null || return 1
+
+	guard_srv attach "$LAB_SRV_IF" --tc-mode clsact >/dev/null || return 1
+	STARTTLS_GUARD_PIN_DIR=$p2 guard_srv attach "$LAB_SRV_IF" \
+		--tc-mode clsact 2>/dev/null &&
+		{ echo "a second guard took the first one's filter"; return 1; }
+	[ -e "$p2" ] && { echo "$p2 left behind"; return 1; }
+	expect 3 "plaintext with the first guard" lab_smtp_client \
+		--server "$LAB_SRV4" --token "d$RANDOM" || return 1
+	bpftool map create "$STARTTLS_GUARD_PIN_DIR/notours" type array key 4 \
+		value 4 entries 1 name notours || return 1
+	guard_srv detach >/dev/null 2>&1
+	[ -e "$STARTTLS_GUARD_PIN_DIR/notours" ] || { echo "detach removed a pin not its own"; return 1; }
+	[ "$(ls "$STARTTLS_GUARD_PIN_DIR")" = notours ] || { ls "$STARTTLS_GUARD_PIN_DIR"; return 1; }
+	rm "$STARTTLS_GUARD_PIN_DIR/notours" && rmdir "$STARTTLS_GUARD_PIN_DIR"
+	nothing_left
+}
+
 # Errors: one line, non-zero exit, nothing half-attached.
 t_errors() {
 	local out
@@ -383,6 +420,7 @@ run_test "detach: plaintext works again, nothing left" t_detach
 run_test "attach again updates options, keeps state" t_reattach
 run_test "network namespaces: detach reaches clsact, ip netns exec refused" t_netns
 run_test "detach --force: a copy it cannot reach passes traffic" t_forgotten
+run_test "attachments that change under the guard" t_changes
 run_test "CLI errors leave nothing half-attached (cases 49, 59)" t_errors
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

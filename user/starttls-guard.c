@@ -434,6 +434,17 @@ static int set_pins(struct bpf_object *obj)
 	return 0;
 }
 
+/* Drop the record of an attachment whose device is gone or renamed, and
+ * what is left of it (a TCX link is severed with its device). */
+static void forget_iface(int ifmap, const struct stg_iface_key *k,
+			 const struct stg_iface *cur)
+{
+	libbpf_quiet = true;
+	stg_tc_detach(k, cur);
+	libbpf_quiet = false;
+	bpf_map_delete_elem(ifmap, k);
+}
+
 /* Swap the program on the interfaces attached before and not named now
  * (in their own namespaces): one version runs at a time, as the maps are
  * shared. Returns 0, or 1 when one could not be swapped (it runs the
@@ -441,23 +452,39 @@ static int set_pins(struct bpf_object *obj)
 static int swap_others(int ifmap, struct starttls_guard_bpf *skel,
 		       const struct stg_iface_key *named, int nnamed)
 {
-	struct stg_iface_key key, *prev = NULL;
-	int rc = 0;
+	struct stg_iface_key keys[STG_MAX_IFACES], *prev = NULL;
+	int n = 0, rc = 0;
 
-	while (!bpf_map_get_next_key(ifmap, prev, &key)) {
+	/* The keys first: records are deleted on the way. */
+	while (n < STG_MAX_IFACES &&
+	       !bpf_map_get_next_key(ifmap, prev, &keys[n])) {
+		prev = &keys[n];
+		for (int i = 0; i < nnamed; i++)
+			if (!memcmp(&named[i], prev, sizeof(*prev)))
+				n--;
+		n++;
+	}
+	for (int i = 0; i < n; i++) {
+		const struct stg_iface_key *k = &keys[i];
 		struct stg_iface cur, now;
+		char name[IF_NAMESIZE];
 		int self, err = -ENOENT;
 
-		prev = &key;
-		for (int i = 0; i < nnamed; i++)
-			if (!memcmp(&named[i], &key, sizeof(key)))
-				goto next;
-		if (bpf_map_lookup_elem(ifmap, &key, &cur))
+		if (bpf_map_lookup_elem(ifmap, k, &cur))
 			continue;
-		self = enter_netns(key.netns);
+		self = enter_netns(k->netns);
+		if (self >= 0 && !if_indextoname(k->ifindex, name)) {
+			/* Gone (deleted, or moved to another namespace). */
+			forget_iface(ifmap, k, &cur);
+			leave_netns(self);
+			printf("forgot %s: it is gone\n", cur.name);
+			continue;
+		}
 		if (self >= 0) {
+			if (strcmp(name, cur.name)) /* renamed */
+				snprintf(cur.name, sizeof(cur.name), "%s", name);
 			libbpf_quiet = true;
-			err = stg_tc_attach(&key, cur.name,
+			err = stg_tc_attach(k, cur.name,
 					    bpf_program__fd(skel->progs.stg_ingress),
 					    bpf_program__fd(skel->progs.stg_egress),
 					    STG_WANT_AUTO, &cur, &now);
@@ -467,12 +494,11 @@ static int swap_others(int ifmap, struct starttls_guard_bpf *skel,
 		if (err) {
 			rc = fail("couldn't swap the program on %s (network "
 				  "namespace %llu): %s; it runs the previous one",
-				  cur.name, (unsigned long long)key.netns,
+				  cur.name, (unsigned long long)k->netns,
 				  strerror(-err));
 			continue;
 		}
-		bpf_map_update_elem(ifmap, &key, &now, BPF_ANY);
-next:;
+		bpf_map_update_elem(ifmap, k, &now, BPF_ANY);
 	}
 	return rc;
 }
@@ -636,6 +662,13 @@ static int cmd_attach(int argc, char **argv)
 		struct stg_iface cur, now;
 		bool had = !bpf_map_lookup_elem(ifmap, &ifk[i], &cur);
 
+		if (had && strcmp(cur.name, argv[optind + i])) {
+			/* The record is of a device that had this index
+			 * (renamed, or gone and the index reused). */
+			forget_iface(ifmap, &ifk[i], &cur);
+			had = false;
+		}
+
 		libbpf_quiet = true;
 		err = stg_tc_attach(&ifk[i], argv[optind + i],
 				    bpf_program__fd(skel->progs.stg_ingress),
@@ -685,6 +718,23 @@ out:
 }
 
 /* --- detach -------------------------------------------------------------- */
+
+/* A name that attach pins: a map of the program, or a TCX link. Nothing
+ * else in the directory is removed. */
+static bool is_our_pin(const char *name)
+{
+	struct starttls_guard_bpf *o;
+	struct bpf_map *map;
+	bool ours = !strncmp(name, "link_", 5);
+
+	o = ours ? NULL : starttls_guard_bpf__open();
+	if (o) {
+		bpf_object__for_each_map(map, o->obj)
+			ours |= !strcmp(name, bpf_map__name(map));
+		starttls_guard_bpf__destroy(o);
+	}
+	return ours;
+}
 
 static const char detach_usage[] =
 	"Usage: starttls-guard detach [IFACE...] [--force]\n"
@@ -801,7 +851,7 @@ static int cmd_detach(int argc, char **argv)
 		}
 
 		while (dir && (e = readdir(dir)))
-			if (e->d_name[0] != '.')
+			if (is_our_pin(e->d_name))
 				unlinkat(dirfd(dir), e->d_name, 0);
 		if (dir)
 			closedir(dir);
@@ -1051,8 +1101,6 @@ int main(int argc, char **argv)
 	libbpf_set_print(libbpf_print);
 	if (getenv("STARTTLS_GUARD_PIN_DIR") && *getenv("STARTTLS_GUARD_PIN_DIR"))
 		stg_pin_dir = getenv("STARTTLS_GUARD_PIN_DIR");
-	if (strlen(stg_pin_dir) > 64)
-		return fail("STARTTLS_GUARD_PIN_DIR is longer than 64 bytes");
 	if (argc < 2)
 		usage_error(NULL, "no command");
 	if (is_help(argv[1])) {
@@ -1063,6 +1111,9 @@ int main(int argc, char **argv)
 		printf("starttls-guard %s\n", STG_VERSION);
 		return 0;
 	}
+	if (strlen(stg_pin_dir) > 64 || stg_pin_dir[0] != '/')
+		return fail("STARTTLS_GUARD_PIN_DIR must be an absolute path "
+			    "of at most 64 bytes");
 	argv++;
 	argc--;
 	if (!strcmp(argv[0], "attach"))

@@ -163,13 +163,14 @@ static void ingress_kind(const struct nlmsghdr *nh, void *arg)
 			snprintf(arg, 16, "%s", (const char *)RTA_DATA(a));
 }
 
-static int clsact_attach_one(int ifindex, int prog, bool ingress)
+/* Add our filter, or with @replace swap the program of ours in place. */
+static int clsact_attach_one(int ifindex, int prog, bool ingress, bool replace)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
 		    .attach_point = ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog,
 		    .handle = STG_TC_HANDLE, .priority = STG_TC_PRIO,
-		    .flags = BPF_TC_F_REPLACE);
+		    .flags = replace ? BPF_TC_F_REPLACE : 0);
 
 	return bpf_tc_attach(&hook, &opts);
 }
@@ -229,23 +230,28 @@ static int clsact_attach(int ifindex, const char *ifname, int prog_in,
 			return err;
 		}
 	}
-	err = clsact_attach_one(ifindex, prog_in, true);
-	if (!err)
-		err = clsact_attach_one(ifindex, prog_eg, false);
+	/* A new attachment adds filters, and fails on one that has our
+	 * handle already (another guard's, with its own pin directory):
+	 * only ours are replaced. */
+	err = clsact_attach_one(ifindex, prog_in, true, cur);
+	if (!err) {
+		err = clsact_attach_one(ifindex, prog_eg, false, cur);
+		if (err && !cur)
+			clsact_detach_one(ifindex, true);
+	}
 	if (err) {
 		fprintf(stderr,
 			"starttls-guard: couldn't attach to %s with clsact: "
 			"%s%s\n", ifname,
 			strerror(-err),
-			err == -EINVAL || err == -ENOENT
+			err == -EEXIST ? " (a filter with starttls-guard's "
+					 "handle is there: another guard's?)"
+			: err == -EINVAL || err == -ENOENT
 				? " (another program's filter at priority 1 "
 				  "with another protocol is in the way?)"
 				: "");
-		if (!cur) {
-			clsact_detach_one(ifindex, true);
-			clsact_detach_one(ifindex, false);
+		if (!cur)
 			clsact_release(ifindex, out);
-		}
 		return err;
 	}
 	return 0;
@@ -262,11 +268,16 @@ int stg_tc_attach(const struct stg_iface_key *k, const char *ifname,
 	memset(out, 0, sizeof(*out));
 	snprintf(out->name, sizeof(out->name), "%s", ifname);
 
-	/* Switching modes: take the old attachment down first. */
+	/* Switching modes: the new attachment first, then the old one goes
+	 * (both run for a moment; the second sees judged bytes again and
+	 * passes them). If the new one fails, the old one stays. */
 	if (cur && ((want == STG_WANT_TCX && cur->mode != STG_TC_TCX) ||
 		    (want == STG_WANT_CLSACT && cur->mode != STG_TC_CLSACT))) {
-		stg_tc_detach(k, cur);
-		cur = NULL;
+		err = stg_tc_attach(k, ifname, prog_in, prog_eg, want, NULL,
+				    out);
+		if (!err)
+			stg_tc_detach(k, cur);
+		return err;
 	}
 	if (cur && cur->mode == STG_TC_CLSACT)
 		return clsact_attach(k->ifindex, ifname, prog_in, prog_eg, cur,
