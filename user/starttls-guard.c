@@ -576,10 +576,15 @@ static int cmd_attach(int argc, char **argv)
 			fputs(attach_usage, stdout);
 			return 0;
 		case ':':
+			if (optopt && strncmp(argv[optind - 1], "--", 2))
+				usage_error("attach", "-%c needs a value", optopt);
 			usage_error("attach", "%s needs a value",
 				    argv[optind - 1]);
 			break;
 		default:
+			if (optopt && strncmp(argv[optind - 1], "--", 2))
+				usage_error("attach", "unknown option '-%c'",
+					    optopt);
 			usage_error("attach", "unknown option '%s'",
 				    argv[optind - 1]);
 		}
@@ -1029,7 +1034,8 @@ static int cmd_stats(int argc, char **argv)
 				   "Show the counters, summed over CPUs.\n"))
 		return 0;
 	if (argc > 1 && !json)
-		usage_error("stats", "unexpected argument '%s'", argv[1]);
+		usage_error("stats", "unexpected argument '%s'",
+			    strcmp(argv[1], "--json") ? argv[1] : argv[2]);
 	if (ncpu <= 0)
 		return fail("couldn't count CPUs: %s", strerror(-ncpu));
 	if (check_env(false) || open_pinned("counters", &fd))
