@@ -328,8 +328,9 @@ _t_forgotten() {
 	[ -e "$STARTTLS_GUARD_PIN_DIR" ] && { echo "pins left"; return 1; }
 	in_ns tc filter show dev lo ingress | grep -q stg_ingress ||
 		{ echo "the copy is gone: nothing to test"; return 1; }
-	in_ns python3 -W ignore -m smtpd -n -c DebuggingServer 127.0.0.1:25 \
-		>/dev/null 2>&1 &
+	# nsenter itself (not a function, a subshell) so that $! is the server
+	nsenter --net="$nsf" python3 -W ignore -m smtpd -n -c DebuggingServer \
+		127.0.0.1:25 >/dev/null 2>&1 &
 	SRV_PID=$!
 	_lab_poll 5 in_ns bash -c 'exec 3<>/dev/tcp/127.0.0.1/25' || return 1
 	expect 0 "plaintext through the forgotten copy" in_ns timeout 30 \
