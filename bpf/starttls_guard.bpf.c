@@ -75,7 +75,6 @@ struct stg_scan_ctx {
 	__u32 pos;		/* next payload byte to judge (skb offset) */
 	__u32 stop;		/* end of the payload (skb offset) */
 	__u32 end_seq;		/* sequence number after the payload */
-	__u32 before;		/* phase before this packet */
 	__s32 ingress;
 	__s32 ev;		/* SMTP_EV_* seen in this packet */
 	__u8 buf[STG_CHUNK];
@@ -352,7 +351,6 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	x->pos = p->pay_off + skip;
 	x->stop = p->pay_off + p->pay_len;
 	x->end_seq = end;
-	x->before = c->smtp.phase;
 	x->ingress = ingress;
 	x->ev = 0;
 	bpf_tail_call(skb, &jmp, STG_JMP_CHECK);
@@ -724,8 +722,6 @@ static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 		c->srv_nxt = x->end_seq;
 	if (x->ev & SMTP_EV_REFUSED)
 		stg_count(STG_C_STARTTLS_REFUSED);
-	if (s->phase == STG_TLS && x->before != STG_TLS)
-		stg_count(STG_C_TLS_UPGRADES);
 	return STG_PASS;
 violation:
 	return stg_violation(skb, &x->pkt, c, cfg, reason, x->ingress);

@@ -171,6 +171,15 @@ static __always_inline __u64 smtp_verb_prefix_ok(__u64 v, __u32 len)
 		    smtp_nz((v ^ SMTP_VERB_QUIT) & m));
 }
 
+/* The client starts a new line. */
+static __always_inline void smtp_client_new_line(struct smtp_state *s)
+{
+	s->verb = 0;
+	s->cli_pos = 0;
+	s->cli_len = 0;
+	s->cli_line = SMTP_CL_VERB;
+}
+
 /* A client command line ended (at its LF). */
 static __always_inline void smtp_client_line_end(struct smtp_state *s)
 {
@@ -180,10 +189,7 @@ static __always_inline void smtp_client_line_end(struct smtp_state *s)
 	/* STARTTLS: remember which command it is, wait for its reply. */
 	s->starttls_cmd = smtp_sel(tls, s->cmds, s->starttls_cmd);
 	s->phase = tls * STG_STARTTLS_SENT;
-	s->verb = 0;
-	s->cli_pos = 0;
-	s->cli_len = 0;
-	s->cli_line = SMTP_CL_VERB;
+	smtp_client_new_line(s);
 }
 
 /* 1 when bytes of this direction are no longer parsed: the client's from
@@ -303,10 +309,7 @@ static __always_inline int smtp_server_answer(struct smtp_state *s, __u8 c)
 	}
 	s->phase = STG_PLAIN;
 	s->hello = 0;
-	s->verb = 0;
-	s->cli_pos = 0;
-	s->cli_len = 0;
-	s->cli_line = SMTP_CL_VERB;
+	smtp_client_new_line(s);
 	return SMTP_EV_TLS_FAILED;
 }
 

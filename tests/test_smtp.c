@@ -615,7 +615,7 @@ static const struct tcase cases[] = {
 	  .steps = { GREETING, C("EHLO c.example.org\r\n", OK),
 	    S("250-mx.example.org\r\n250 SIZE 10240000\r\n", OK),
 	    C("MAIL FROM:<alice@example.org>\r\n", V_PLAIN, .at = AT(4)) } },
-	{ .name = "case 5: XXXXXXXX for a masked STARTTLS, its 500, then MAIL caught",
+	{ .name = "case 5: XXXXXXXX (a STARTTLS masked by a firewall) is a violation",
 	  .steps = { GREETING, C("EHLO c\r\n", OK),
 	    S("250-mx.example.org\r\n250 XXXXXXXA\r\n", OK),
 	    C("XXXXXXXX\r\n", V_PLAIN) } },

@@ -267,13 +267,16 @@ static __u64 current_netns(void)
 /* --- network namespaces -------------------------------------------------- */
 
 /* An fd of the network namespace whose inode is @ino: one named under
- * /run/netns, or one a process is in. -1 when none is found. */
-static int open_netns(__u64 ino)
+ * /run/netns (its name then in @name, if given: else ""), or one a
+ * process is in. -1 when none is found. */
+static int open_netns(__u64 ino, char name[NAME_MAX + 1])
 {
 	static const char *const dirs[] = { "/run/netns", "/proc" };
 	char path[PATH_MAX];
 	int fd = -1;
 
+	if (name)
+		name[0] = '\0';
 	for (unsigned int i = 0; fd < 0 && i < 2; i++) {
 		DIR *d = opendir(dirs[i]);
 		struct dirent *e;
@@ -285,8 +288,11 @@ static int open_netns(__u64 ino)
 				continue;
 			snprintf(path, sizeof(path), "%s/%s%s", dirs[i],
 				 e->d_name, i == 1 ? "/ns/net" : "");
-			if (!stat(path, &st) && st.st_ino == ino)
-				fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (stat(path, &st) || st.st_ino != ino)
+				continue;
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (i == 0 && name)
+				snprintf(name, NAME_MAX + 1, "%s", e->d_name);
 		}
 		if (d)
 			closedir(d);
@@ -298,25 +304,15 @@ static int open_netns(__u64 ino)
  * and whether a process is in it) */
 static void print_netns(__u64 ino)
 {
-	char path[PATH_MAX];
-	struct dirent *e;
-	struct stat st;
-	DIR *d = opendir("/run/netns");
-	int fd;
+	char name[NAME_MAX + 1];
+	int fd = open_netns(ino, name);
 
-	while (d && (e = readdir(d))) {
-		snprintf(path, sizeof(path), "/run/netns/%s", e->d_name);
-		if (e->d_name[0] != '.' && !stat(path, &st) && st.st_ino == ino) {
-			printf(", network namespace %s", e->d_name);
-			closedir(d);
-			return;
-		}
-	}
-	if (d)
-		closedir(d);
-	fd = open_netns(ino);
-	printf(", network namespace %llu%s", (unsigned long long)ino,
-	       fd < 0 ? " (not found: 'detach --force' forgets it)" : "");
+	if (name[0])
+		printf(", network namespace %s", name);
+	else
+		printf(", network namespace %llu%s", (unsigned long long)ino,
+		       fd < 0 ? " (not found: 'detach --force' forgets it)"
+			      : "");
 	if (fd >= 0)
 		close(fd);
 }
@@ -326,7 +322,7 @@ static void print_netns(__u64 ino)
  * or -1 when it cannot be found or entered. */
 static int enter_netns(__u64 ino)
 {
-	int ns = open_netns(ino), self = -1;
+	int ns = open_netns(ino, NULL), self = -1;
 
 	if (ns >= 0)
 		self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -452,17 +448,18 @@ static void forget_iface(int ifmap, const struct stg_iface_key *k,
 static int swap_others(int ifmap, struct starttls_guard_bpf *skel,
 		       const struct stg_iface_key *named, int nnamed)
 {
-	struct stg_iface_key keys[STG_MAX_IFACES], *prev = NULL;
+	struct stg_iface_key keys[STG_MAX_IFACES], key, *prev = NULL;
 	int n = 0, rc = 0;
 
-	/* The keys first: records are deleted on the way. */
-	while (n < STG_MAX_IFACES &&
-	       !bpf_map_get_next_key(ifmap, prev, &keys[n])) {
-		prev = &keys[n];
+	/* The keys first (records are deleted on the way), but the named */
+	while (n < STG_MAX_IFACES && !bpf_map_get_next_key(ifmap, prev, &key)) {
+		bool is_named = false;
+
 		for (int i = 0; i < nnamed; i++)
-			if (!memcmp(&named[i], prev, sizeof(*prev)))
-				n--;
-		n++;
+			is_named |= !memcmp(&named[i], &key, sizeof(key));
+		if (!is_named)
+			keys[n++] = key;
+		prev = &key;
 	}
 	for (int i = 0; i < n; i++) {
 		const struct stg_iface_key *k = &keys[i];
@@ -504,6 +501,19 @@ static int swap_others(int ifmap, struct starttls_guard_bpf *skel,
 }
 
 static const __u64 ports_none[STG_PORT_WORDS];
+
+/* The option getopt_long() stopped at: a long one as written, a short
+ * one (perhaps inside "-xm") as "-x". */
+static const char *bad_option(char **argv)
+{
+	static char s[3] = "-";
+
+	if (optopt && strncmp(argv[optind - 1], "--", 2)) {
+		s[1] = (char)optopt;
+		return s;
+	}
+	return argv[optind - 1];
+}
 
 static int cmd_attach(int argc, char **argv)
 {
@@ -576,17 +586,12 @@ static int cmd_attach(int argc, char **argv)
 			fputs(attach_usage, stdout);
 			return 0;
 		case ':':
-			if (optopt && strncmp(argv[optind - 1], "--", 2))
-				usage_error("attach", "-%c needs a value", optopt);
 			usage_error("attach", "%s needs a value",
-				    argv[optind - 1]);
+				    bad_option(argv));
 			break;
 		default:
-			if (optopt && strncmp(argv[optind - 1], "--", 2))
-				usage_error("attach", "unknown option '-%c'",
-					    optopt);
 			usage_error("attach", "unknown option '%s'",
-				    argv[optind - 1]);
+				    bad_option(argv));
 		}
 	}
 	nifs = argc - optind;
@@ -724,21 +729,24 @@ out:
 
 /* --- detach -------------------------------------------------------------- */
 
-/* A name that attach pins: a map of the program, or a TCX link. Nothing
- * else in the directory is removed. */
-static bool is_our_pin(const char *name)
+/* Remove the pins attach makes: the program's maps (named as in @obj)
+ * and TCX links. Nothing else in the directory is touched. */
+static void unpin_ours(const struct bpf_object *obj)
 {
-	struct starttls_guard_bpf *o;
+	DIR *dir = opendir(stg_pin_dir);
 	struct bpf_map *map;
-	bool ours = !strncmp(name, "link_", 5);
+	struct dirent *e;
 
-	o = ours ? NULL : starttls_guard_bpf__open();
-	if (o) {
-		bpf_object__for_each_map(map, o->obj)
-			ours |= !strcmp(name, bpf_map__name(map));
-		starttls_guard_bpf__destroy(o);
+	while (dir && (e = readdir(dir))) {
+		bool ours = !strncmp(e->d_name, "link_", 5);
+
+		bpf_object__for_each_map(map, obj)
+			ours |= !strcmp(e->d_name, bpf_map__name(map));
+		if (ours)
+			unlinkat(dirfd(dir), e->d_name, 0);
 	}
-	return ours;
+	if (dir)
+		closedir(dir);
 }
 
 static const char detach_usage[] =
@@ -845,21 +853,17 @@ static int cmd_detach(int argc, char **argv)
 		 * still attached where it could not be reached would be left
 		 * without its scanners: it is told to pass everything. */
 		struct stg_config off = { .mode = STG_MODE_OFF };
+		struct starttls_guard_bpf *o = starttls_guard_bpf__open();
 		int settings = map_get("settings");
-		DIR *dir = opendir(stg_pin_dir);
-		struct dirent *e;
 		__u32 zero = 0;
 
 		if (settings >= 0) {
 			bpf_map_update_elem(settings, &zero, &off, BPF_ANY);
 			close(settings);
 		}
-
-		while (dir && (e = readdir(dir)))
-			if (is_our_pin(e->d_name))
-				unlinkat(dirfd(dir), e->d_name, 0);
-		if (dir)
-			closedir(dir);
+		if (o)
+			unpin_ours(o->obj);
+		starttls_guard_bpf__destroy(o);
 		if (rmdir(stg_pin_dir) && errno != ENOENT)
 			rc = fail("couldn't remove %s: %s", stg_pin_dir,
 				  strerror(errno));
