@@ -77,6 +77,7 @@ struct stg_scan_ctx {
 	__u32 end_seq;		/* sequence number after the payload */
 	__s32 ingress;
 	__s32 ev;		/* SMTP_EV_* seen in this packet */
+	__u32 reason;		/* the violation found, for stg_violate */
 	__u8 buf[STG_CHUNK];
 };
 
@@ -227,6 +228,23 @@ fail:
 	return TC_ACT_SHOT;
 }
 
+/* Record a violation of connection @c: in monitor mode it is counted and
+ * judging stops (returns 1: pass), else the connection is blocked: every
+ * later packet is dropped (returns 0: reset it). */
+static __always_inline int stg_mark(struct stg_conn *c,
+				    const struct stg_config *cfg, __u32 reason)
+{
+	c->reason = reason;
+	if (cfg->mode == STG_MODE_MONITOR) {
+		c->smtp.phase = STG_MONITORED;
+		stg_count(STG_C_MONITOR_HITS);
+		return 1;
+	}
+	c->smtp.phase = STG_BLOCKED;
+	stg_count(STG_C_RESETS + (reason < STG_R_MAX ? reason : 0));
+	return 0;
+}
+
 /* Act on a violation of connection @c: in enforce mode reset it and drop
  * every later packet; in monitor mode count it and stop judging. */
 static __always_inline int stg_violation(struct __sk_buff *skb,
@@ -238,14 +256,8 @@ static __always_inline int stg_violation(struct __sk_buff *skb,
 	__u32 fwd = p->c2s ? c->cli_nxt : c->srv_nxt;
 	__u32 rev = p->c2s ? c->srv_nxt : c->cli_nxt;
 
-	c->reason = reason;
-	if (cfg->mode == STG_MODE_MONITOR) {
-		c->smtp.phase = STG_MONITORED;
-		stg_count(STG_C_MONITOR_HITS);
+	if (stg_mark(c, cfg, reason))
 		return STG_PASS;
-	}
-	c->smtp.phase = STG_BLOCKED;
-	stg_count(STG_C_RESETS + (reason < STG_R_MAX ? reason : 0));
 	/* The sender may already have seen more of the other direction
 	 * than we did: its ACK says where it is. */
 	if (stg_seq_diff(p->ack, rev) > 0 && (p->flags & STG_TCP_ACK))
@@ -564,20 +576,24 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 
 /* The server's first byte after the client's TLS record header (phase
  * STG_TLS_HELLO): its own handshake record means TLS, and the packet
- * passes unparsed (returns 1); anything else means the handshake failed,
- * and the segment is parsed as plaintext again. Here rather than in the
- * scan program, which stays within what older verifiers accept. */
+ * passes unparsed (returns 1); an alert means the handshake failed, and
+ * the segment is parsed as plaintext again (returns 0); anything else is a
+ * violation (returns 2 + the reason). Here rather than in the scan
+ * program, which stays within what older verifiers accept. */
 static __always_inline int stg_server_answer(struct __sk_buff *skb,
 					     struct stg_scan_ctx *x)
 {
 	struct stg_conn *c = bpf_map_lookup_elem(&conns, &x->pkt.key);
+	int v;
 	__u8 b;
 
 	if (!c || c->smtp.phase != STG_TLS_HELLO ||
 	    bpf_skb_load_bytes(skb, x->pos, &b, 1))
 		return 0;
-	if (smtp_server_answer(&c->smtp, b)) {
-		x->ev |= SMTP_EV_TLS_FAILED;
+	v = smtp_server_answer(&c->smtp, b, &x->ev);
+	if (v)
+		return 2 + v;
+	if (x->ev & SMTP_EV_TLS_FAILED) {
 		stg_count(STG_C_TLS_FAILED);
 		return 0;
 	}
@@ -654,8 +670,22 @@ int stg_check(struct __sk_buff *skb)
 			i += len;
 		}
 	}
-	if (!x->pkt.c2s && stg_server_answer(skb, x))
-		return STG_PASS;
+	if (!x->pkt.c2s) {
+		int r = stg_server_answer(skb, x);
+		struct stg_config *cfg;
+		struct stg_conn *c;
+
+		if (r == 1)
+			return STG_PASS;
+		if (r > 1) {
+			cfg = bpf_map_lookup_elem(&settings, &zero);
+			c = bpf_map_lookup_elem(&conns, &x->pkt.key);
+			if (!cfg || !c)
+				return TC_ACT_SHOT;
+			return stg_violation(skb, &x->pkt, c, cfg, r - 2,
+					     x->ingress);
+		}
+	}
 	bpf_tail_call(skb, &jmp, x->pkt.c2s ? STG_JMP_CLI : STG_JMP_SRV);
 	stg_count(STG_C_UNINSPECTABLE);
 	return TC_ACT_SHOT;
@@ -724,7 +754,29 @@ static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
 		stg_count(STG_C_STARTTLS_REFUSED);
 	return STG_PASS;
 violation:
-	return stg_violation(skb, &x->pkt, c, cfg, reason, x->ingress);
+	/* Acted on in a program of its own: the verifier then walks the
+	 * reset once, not once for each byte that can leave the loop. */
+	x->reason = c2s ? smtp_client_name(s, reason) : reason;
+	bpf_tail_call(skb, &jmp, STG_JMP_VIOLATION);
+	/* Not reached unless the tail call failed: no RST then. */
+	stg_count(STG_C_RST_FAILED);
+	return stg_mark(c, cfg, x->reason) ? STG_PASS : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int stg_violate(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct stg_scan_ctx *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct stg_config *cfg = bpf_map_lookup_elem(&settings, &zero);
+	struct stg_conn *c;
+
+	if (!x || !cfg)
+		return TC_ACT_SHOT;
+	c = bpf_map_lookup_elem(&conns, &x->pkt.key);
+	if (!c)
+		return TC_ACT_SHOT;
+	return stg_violation(skb, &x->pkt, c, cfg, x->reason, x->ingress);
 }
 
 SEC("tc")

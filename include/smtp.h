@@ -19,9 +19,11 @@
  * can frame the stream differently from us). After STARTTLS the client must
  * stay silent until the reply to it; a 220 reply must be followed by a TLS
  * handshake record (16 03 0x); any other reply returns to plaintext rules.
- * The server must answer that record with a handshake record of its own;
- * anything else (an alert, a plaintext reply) means the handshake failed
- * and the server reads plaintext again: so does the guard.
+ * The server must answer that record with a handshake record of its own,
+ * or an alert: then the handshake failed and the server reads plaintext
+ * again, so does the guard. The server's final replies are counted
+ * against the client's commands: one that answers no command (but a 421,
+ * the one reply servers send unasked, as they close) is a violation.
  */
 #ifndef STG_SMTP_H
 #define STG_SMTP_H
@@ -53,6 +55,14 @@ enum smtp_verdict {
 	SMTP_V_STARTTLS_INJECTION = 2,	/* client bytes before STARTTLS's reply */
 	SMTP_V_NOT_TLS_AFTER_220 = 3,	/* non-TLS client bytes after the 220 */
 	SMTP_V_RESPONSE_INJECTION = 4,	/* server bytes between 220 and hello */
+	SMTP_V_TLS_WITHOUT_GO_AHEAD = 5, /* a TLS record before a 220 to
+					 * STARTTLS */
+	SMTP_V_AFTER_REFUSED = 6,	/* a plaintext violation after STARTTLS
+					 * was refused or its handshake failed */
+	SMTP_V_UNSOLICITED_REPLY = 7,	/* a server reply to no command */
+	SMTP_V_SERVER_NOT_TLS = 8,	/* the server's answer to the client's
+					 * handshake record is no TLS record */
+	SMTP_V_MAX,
 };
 
 /* What a server segment made happen, besides violations (flags) */
@@ -103,6 +113,12 @@ struct smtp_state {
 #define SMTP_SF_GREETED 0x01	/* the greeting's final line was seen */
 #define SMTP_SF_MORE 0x02	/* current server line is a continuation */
 #define SMTP_SF_BAD 0x04	/* current server line is not a reply line */
+#define SMTP_SF_REFUSED 0x08	/* STARTTLS was refused, or its handshake
+				 * failed: later violations say so */
+#define SMTP_SF_PICKUP 0x10	/* picked up mid-stream: replies to commands
+				 * from before are not known, not counted */
+/* the flags that outlive a server line */
+#define SMTP_SF_KEEP (SMTP_SF_GREETED | SMTP_SF_REFUSED | SMTP_SF_PICKUP)
 
 /*
  * The verifier walks every path through the per-byte code once for each
@@ -218,8 +234,9 @@ smtp_client_upgrade_byte(struct smtp_state *s, __u8 c)
 }
 
 /*
- * Feed one client byte. Returns SMTP_OK or the violation it makes. Only
- * while !smtp_done(s, 1). After a packet, call smtp_client_end().
+ * Feed one client byte. Returns SMTP_OK or the violation it makes, to be
+ * named by smtp_client_name(). Only while !smtp_done(s, 1). After a
+ * packet, call smtp_client_end().
  */
 static __always_inline enum smtp_verdict smtp_client_byte(struct smtp_state *s,
 							  __u8 c)
@@ -238,7 +255,8 @@ static __always_inline enum smtp_verdict smtp_client_byte(struct smtp_state *s,
 	if (s->phase != STG_PLAIN)
 		return smtp_client_upgrade_byte(s, c);
 	/* a bare CR; a complete verb that is not exactly an allowed one
-	 * (an empty verb included); a verb longer than any allowed */
+	 * (an empty verb included); a verb longer than any allowed; a line
+	 * too long */
 	if ((in_cr & (1 ^ lf)) |
 	    (in_verb & term & (1 ^ smtp_verb_allowed(s->verb))) |
 	    (add & (1 ^ smtp_lt(pos, SMTP_VERB_MAX))) |
@@ -268,49 +286,88 @@ static __always_inline enum smtp_verdict smtp_client_end(struct smtp_state *s)
 	return SMTP_OK;
 }
 
-/* A server reply line ended (at its LF). Returns SMTP_EV_REFUSED when it
- * was the final reply to STARTTLS and not a 220. */
-static __always_inline int smtp_server_line_end(struct smtp_state *s)
+/* Name the client's violation @v: a "verb" that starts with a TLS
+ * record's first byte is a handshake without the go-ahead; after a
+ * refused STARTTLS a plaintext violation says so (operators then see
+ * that their TLS outage is what stops mail). Called once, after the
+ * per-byte code, to keep that code small. */
+static __always_inline enum smtp_verdict
+smtp_client_name(const struct smtp_state *s, enum smtp_verdict v)
 {
-	int refused = 0;
-
-	if (!(s->srv_flags & (SMTP_SF_MORE | SMTP_SF_BAD)) && s->srv_pos >= 3) {
-		if (!(s->srv_flags & SMTP_SF_GREETED)) {
-			s->srv_flags |= SMTP_SF_GREETED;
-		} else if (s->replies < s->cmds) {
-			s->replies++;
-			if (s->phase == STG_STARTTLS_SENT &&
-			    s->replies == s->starttls_cmd) {
-				s->starttls_cmd = 0;
-				if (s->srv_code == 220) {
-					s->phase = STG_TLS_GO;
-				} else {
-					s->phase = STG_PLAIN;
-					refused = SMTP_EV_REFUSED;
-				}
-			}
-		}
-	}
-	s->srv_pos = 0;
-	s->srv_code = 0;
-	s->srv_flags &= SMTP_SF_GREETED;
-	return refused;
+	if (v != SMTP_V_PLAINTEXT_COMMAND)
+		return v;
+	if (s->cli_line == SMTP_CL_VERB && (s->verb & 0xff) == 0x16)
+		return SMTP_V_TLS_WITHOUT_GO_AHEAD;
+	if (s->srv_flags & SMTP_SF_REFUSED)
+		return SMTP_V_AFTER_REFUSED;
+	return v;
 }
 
-/* The first server byte after the client's handshake record header:
- * a handshake record of the server's means TLS; anything else means the
- * handshake failed and the server reads plaintext again, from a new line.
- * Returns SMTP_EV_TLS_FAILED then. */
-static __always_inline int smtp_server_answer(struct smtp_state *s, __u8 c)
+/* A final reply answered command number s->replies. */
+static __always_inline void smtp_reply(struct smtp_state *s, __u16 code,
+				       int *ev)
+{
+	if (s->phase != STG_STARTTLS_SENT || s->replies != s->starttls_cmd)
+		return;
+	s->starttls_cmd = 0;
+	if (code == 220) {
+		s->phase = STG_TLS_GO;
+		return;
+	}
+	s->phase = STG_PLAIN;
+	s->srv_flags |= SMTP_SF_REFUSED;
+	*ev |= SMTP_EV_REFUSED;
+}
+
+/* A server line ended (at its LF). A final reply line answers the next
+ * command waiting for one; the first is the greeting. Returns
+ * SMTP_V_UNSOLICITED_REPLY for a final reply with no command waiting (a
+ * forged 220 must not pass for the go-ahead), else SMTP_OK; *ev gets
+ * SMTP_EV_REFUSED when it refused STARTTLS. */
+static __always_inline enum smtp_verdict smtp_server_line_end(struct smtp_state *s,
+							      int *ev)
+{
+	__u8 f = s->srv_flags, final = s->srv_pos >= 3 &&
+				      !(f & (SMTP_SF_MORE | SMTP_SF_BAD));
+	__u16 code = s->srv_code;
+
+	s->srv_pos = 0;
+	s->srv_code = 0;
+	s->srv_flags &= SMTP_SF_KEEP;
+	if (!final)
+		return SMTP_OK;
+	if (!(f & SMTP_SF_GREETED)) {
+		s->srv_flags |= SMTP_SF_GREETED;
+	} else if (s->replies < s->cmds) {
+		s->replies++;
+		smtp_reply(s, code, ev);
+	} else if (code != 421 && !(f & SMTP_SF_PICKUP)) {
+		return SMTP_V_UNSOLICITED_REPLY;
+	}
+	return SMTP_OK;
+}
+
+/* The first server byte after the client's handshake record header: a
+ * handshake record of the server's means TLS; an alert means the
+ * handshake failed and the server reads plaintext again, from a new line
+ * (*ev gets SMTP_EV_TLS_FAILED); anything else is a violation. The
+ * alert's bytes begin a server line that is no reply: a reply the server
+ * adds up to its LF (IronPort's 454) answers nothing. */
+static __always_inline enum smtp_verdict smtp_server_answer(struct smtp_state *s,
+							    __u8 c, int *ev)
 {
 	if (c == 0x16) {
 		s->phase = STG_TLS;
-		return 0;
+		return SMTP_OK;
 	}
+	if (c != 0x15)
+		return SMTP_V_SERVER_NOT_TLS;
 	s->phase = STG_PLAIN;
 	s->hello = 0;
+	s->srv_flags |= SMTP_SF_REFUSED;
 	smtp_client_new_line(s);
-	return SMTP_EV_TLS_FAILED;
+	*ev |= SMTP_EV_TLS_FAILED;
+	return SMTP_OK;
 }
 
 /*
@@ -328,10 +385,8 @@ static __always_inline enum smtp_verdict smtp_server_byte(struct smtp_state *s,
 
 	if (s->phase == STG_TLS_GO)
 		return SMTP_V_RESPONSE_INJECTION;
-	if (c == '\n') {
-		*ev |= smtp_server_line_end(s);
-		return SMTP_OK;
-	}
+	if (c == '\n')
+		return smtp_server_line_end(s, ev);
 	/* three digits, then '-' on all but the last line of a reply */
 	s->srv_code = smtp_sel(in_code, s->srv_code * 10 + ((c - '0') & 0xf),
 			       s->srv_code);
@@ -342,12 +397,13 @@ static __always_inline enum smtp_verdict smtp_server_byte(struct smtp_state *s,
 }
 
 /* Start a connection's protocol state. @greeted: the connection is picked
- * up after its greeting (no handshake was seen). */
+ * up mid-stream (no handshake was seen): after its greeting, with replies
+ * to earlier commands perhaps still to come. */
 static __always_inline void smtp_init(struct smtp_state *s, int greeted)
 {
 	__builtin_memset(s, 0, sizeof(*s));
 	if (greeted)
-		s->srv_flags = SMTP_SF_GREETED;
+		s->srv_flags = SMTP_SF_GREETED | SMTP_SF_PICKUP;
 }
 
 #endif /* STG_SMTP_H */

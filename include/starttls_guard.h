@@ -17,9 +17,9 @@
 #define STG_PORT_WORDS 1024	/* 65536 ports, one bit each */
 
 /* Payload is judged STG_CHUNK bytes per program run, chained by tail
- * calls (at most 32 on 5.10, two of them from the entry program and the
- * header check): a packet with more unjudged payload than STG_MAX_SCAN
- * before TLS is reset (fail closed). */
+ * calls (at most 32 on 5.10: one from the entry program to the header
+ * check, one per chunk, one to act on a violation): a packet with more
+ * unjudged payload than STG_MAX_SCAN before TLS is reset (fail closed). */
 #ifndef STG_CHUNK
 #define STG_CHUNK 512
 #endif
@@ -30,6 +30,7 @@ enum stg_jmp {
 	STG_JMP_CLI = 0,	/* stg_scan_cli: client bytes */
 	STG_JMP_SRV = 1,	/* stg_scan_srv: server bytes */
 	STG_JMP_CHECK = 2,	/* stg_check: headers, before the scan */
+	STG_JMP_VIOLATION = 3,	/* stg_violate: a violation the scan found */
 	STG_JMP_MAX,
 };
 
@@ -55,10 +56,14 @@ enum stg_reason {
 	STG_R_STARTTLS_INJECTION = SMTP_V_STARTTLS_INJECTION,
 	STG_R_NOT_TLS_AFTER_220 = SMTP_V_NOT_TLS_AFTER_220,
 	STG_R_RESPONSE_INJECTION = SMTP_V_RESPONSE_INJECTION,
-	STG_R_DENIED_HOST = 5,		/* host in the map with action deny */
-	STG_R_UNINSPECTABLE = 6,	/* payload that could not be judged: too
+	STG_R_TLS_WITHOUT_GO_AHEAD = SMTP_V_TLS_WITHOUT_GO_AHEAD,
+	STG_R_AFTER_REFUSED = SMTP_V_AFTER_REFUSED,
+	STG_R_UNSOLICITED_REPLY = SMTP_V_UNSOLICITED_REPLY,
+	STG_R_SERVER_NOT_TLS = SMTP_V_SERVER_NOT_TLS,
+	STG_R_DENIED_HOST = SMTP_V_MAX,	/* host in the map with action deny */
+	STG_R_UNINSPECTABLE,		/* payload that could not be judged: too
 					 * much of it, or unreadable */
-	STG_R_URGENT_DATA = 7,		/* TCP urgent data before TLS */
+	STG_R_URGENT_DATA,		/* TCP urgent data before TLS */
 	STG_R_MAX,
 };
 

@@ -421,7 +421,8 @@ static void t_tls_failed(void)
 	check(cli(&c, "QUIT\r\n") == PASS, "QUIT");
 	check(cli(&c, "MAIL FROM:<alice@example.org>\r\n") == OK,
 	      "plaintext MAIL after a failed handshake passed");
-	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "plaintext_command");
+	check(resets(STG_R_AFTER_REFUSED) == 1,
+	      "plaintext_after_starttls_refused");
 }
 
 /* Cases 8, 9: STARTTLS refused (454, 400, 472): plaintext rules stay. */
@@ -1080,6 +1081,57 @@ static void t_pickup_midstream(void)
 	      "MAIL after pickup");
 }
 
+/* Replies matched to commands; TLS only after the go-ahead, answered by
+ * TLS (cases 8, 9). Each reason is counted as its own. */
+static void t_replies(void)
+{
+	struct tconn c = conn4(42500);
+
+	/* a forged or stray 220 with no command waiting */
+	to_ehlo(&c);
+	check(srv(&c, "220 go ahead\r\n") == OK, "unsolicited 220 passed");
+	check(resets(STG_R_UNSOLICITED_REPLY) == 1, "unsolicited_reply");
+
+	/* a ClientHello before any STARTTLS */
+	reset_maps();
+	c = conn4(42501);
+	to_ehlo(&c);
+	check(sendn(&c, 1, hello, sizeof(hello) - 1) == OK,
+	      "hello without STARTTLS passed");
+	check(resets(STG_R_TLS_WITHOUT_GO_AHEAD) == 1, "tls_without_go_ahead");
+
+	/* case 8: a ClientHello after a 454 */
+	reset_maps();
+	c = conn4(42502);
+	to_ehlo(&c);
+	check(cli(&c, "STARTTLS\r\n") == PASS, "STARTTLS");
+	check(srv(&c, "454 4.7.0 TLS not available\r\n") == PASS, "454");
+	check(sendn(&c, 1, hello, sizeof(hello) - 1) == OK,
+	      "hello after a 454 passed");
+	check(resets(STG_R_TLS_WITHOUT_GO_AHEAD) == 1, "case 8 counted");
+
+	/* case 9: plaintext after the refusal has its own reason */
+	reset_maps();
+	c = conn4(42503);
+	to_ehlo(&c);
+	cli(&c, "STARTTLS\r\n");
+	srv(&c, "454 4.7.0 TLS not available due to local problem\r\n");
+	check(cli(&c, "MAIL FROM:<alice@example.org>\r\n") == OK,
+	      "MAIL after a refusal passed");
+	check(resets(STG_R_AFTER_REFUSED) == 1,
+	      "plaintext_after_starttls_refused");
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 0, "counted as plaintext");
+
+	/* the server answers the hello in plaintext: reset from stg_check */
+	reset_maps();
+	c = conn4(42504);
+	to_hello(&c);
+	check(srv(&c, "500 5.5.2 Error: bad syntax\r\n") == OK,
+	      "plaintext answer to the hello passed");
+	check(resets(STG_R_SERVER_NOT_TLS) == 1, "server_not_tls");
+	check(phase(&c) == STG_BLOCKED, "phase %d", phase(&c));
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1114,6 +1166,7 @@ static const struct {
 	{ "IP headers the stack drops or reads another way", t_ip_checks },
 	{ "more discarded segments; urgent pointer in sequence only", t_discarded_more },
 	{ "mid-stream pickup of TLS and of plaintext", t_pickup_midstream },
+	{ "replies in order; TLS only after a go-ahead (cases 8, 9)", t_replies },
 };
 
 int main(int argc, char **argv)

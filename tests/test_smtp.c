@@ -46,6 +46,10 @@
 #define V_INJECT SMTP_V_STARTTLS_INJECTION
 #define V_NOT_TLS SMTP_V_NOT_TLS_AFTER_220
 #define V_RESPONSE SMTP_V_RESPONSE_INJECTION
+#define V_TLS_NO_GO SMTP_V_TLS_WITHOUT_GO_AHEAD
+#define V_REFUSED SMTP_V_AFTER_REFUSED
+#define V_UNSOLICITED SMTP_V_UNSOLICITED_REPLY
+#define V_SRV_NOT_TLS SMTP_V_SERVER_NOT_TLS
 
 /* Optional expectations are stored plus one, so that 0 means "any". */
 #define PH(phase) ((phase) + 1)	/* phase after the step / the case */
@@ -101,6 +105,10 @@ static const char *const verdict_names[] = {
 	[SMTP_V_STARTTLS_INJECTION] = "starttls_injection",
 	[SMTP_V_NOT_TLS_AFTER_220] = "not_tls_after_220",
 	[SMTP_V_RESPONSE_INJECTION] = "response_injection",
+	[SMTP_V_TLS_WITHOUT_GO_AHEAD] = "tls_without_go_ahead",
+	[SMTP_V_AFTER_REFUSED] = "plaintext_after_starttls_refused",
+	[SMTP_V_UNSOLICITED_REPLY] = "unsolicited_reply",
+	[SMTP_V_SERVER_NOT_TLS] = "server_not_tls",
 };
 
 static const char *const phase_names[] = {
@@ -178,11 +186,12 @@ static struct fed feed_client(struct smtp_state *s, const char *p, size_t n)
 	for (i = 0; i < n && !smtp_done(s, 1); i++) {
 		r.verdict = smtp_client_byte(s, (__u8)p[i]);
 		if (r.verdict) {
+			r.verdict = smtp_client_name(s, r.verdict);
 			r.at = i;
 			return r;
 		}
 	}
-	r.verdict = smtp_client_end(s);
+	r.verdict = smtp_client_name(s, smtp_client_end(s));
 	r.at = n;
 	return r;
 }
@@ -193,8 +202,11 @@ static struct fed feed_server(struct smtp_state *s, const char *p, size_t n)
 	struct fed r = { 0 };
 	size_t i;
 
-	if (n && s->phase == STG_TLS_HELLO)
-		r.ev |= smtp_server_answer(s, (__u8)p[0]);
+	if (n && s->phase == STG_TLS_HELLO) {
+		r.verdict = smtp_server_answer(s, (__u8)p[0], &r.ev);
+		if (r.verdict)
+			return r;
+	}
 	for (i = 0; i < n && !smtp_done(s, 0); i++) {
 		r.verdict = smtp_server_byte(s, (__u8)p[i], &r.ev);
 		if (r.verdict) {
@@ -493,35 +505,54 @@ static const struct tcase cases[] = {
 	      "454 4.7.0 TLS not available due to a temporary reason\r\n", OK,
 	      .ev = SMTP_EV_TLS_FAILED, .phase = PH(STG_PLAIN)),
 	    C("QUIT\r\n", OK), S("221 2.0.0 Bye\r\n", OK),
-	    C("MAIL FROM:<alice@example.org>\r\n", V_PLAIN, .at = AT(4)) } },
-	{ .name = "hello answered in plaintext (500): plaintext again, STARTTLS again -> TLS",
+	    C("MAIL FROM:<alice@example.org>\r\n", V_REFUSED, .at = AT(4)) } },
+	{ .name = "hello answered by an alert and a 454, NOOP, STARTTLS again -> TLS",
 	  .steps = { GREETING, EHLO_OK, STARTTLS_220, C("\x16\x03\x01", OK),
-	    S("500 5.5.2 Error: bad syntax\r\n", OK, .ev = SMTP_EV_TLS_FAILED,
-	      .phase = PH(STG_PLAIN)),
-	    STARTTLS_220, HELLO },
+	    S("\x15\x03\x03\x00\x02\x02\x28" "454 4.7.0 try again\r\n", OK,
+	      .ev = SMTP_EV_TLS_FAILED, .phase = PH(STG_PLAIN)),
+	    C("NOOP\r\n", OK), S("250 ok\r\n", OK), STARTTLS_220, HELLO },
 	  .phase = PH(STG_TLS) },
+	{ .name = "hello answered in plaintext (500): server_not_tls",
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220, C("\x16\x03\x01", OK),
+	    S("500 5.5.2 Error: bad syntax\r\n", V_SRV_NOT_TLS, .at = AT(0)) } },
+	{ .name = "hello answered by application data (17): server_not_tls",
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220, C("\x16\x03\x01", OK),
+	    S("\x17\x03\x03\x00\x10", V_SRV_NOT_TLS, .at = AT(0)) } },
+	{ .name = "after a failed handshake, a 220 alone is unsolicited_reply",
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220, C("\x16\x03\x01", OK),
+	    S("\x15\x03\x03\x00\x02\x02\x28" "454 no\r\n", OK,
+	      .ev = SMTP_EV_TLS_FAILED),
+	    S("220 go\r\n", V_UNSOLICITED) } },
 	{ .name = "hello answered by an alert: the rest of its record is no verb",
 	  .steps = { GREETING, EHLO_OK, STARTTLS_220,
 	    C("\x16\x03\x01\x00\x05MAIL ", OK, .phase = PH(STG_TLS_HELLO)),
 	    S("\x15\x03\x03\x00\x02\x02\x28", OK, .ev = SMTP_EV_TLS_FAILED),
-	    C("NOOP\r\n", OK), C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
+	    C("NOOP\r\n", OK), C("MAIL FROM:<a@b>\r\n", V_REFUSED, .at = AT(4)) } },
 	{ .name = "case 8: STARTTLS refused with 454: plaintext again, MAIL caught",
 	  .steps = { GREETING, EHLO_OK,
 	    C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
 	    S("454 4.7.0 TLS not available due to local problem\r\n", OK,
 	      .ev = SMTP_EV_REFUSED, .phase = PH(STG_PLAIN)),
-	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
+	    C("MAIL FROM:<a@b>\r\n", V_REFUSED, .at = AT(4)) } },
+	{ .name = "case 8: a ClientHello after the 454 is tls_without_go_ahead",
+	  .steps = { GREETING, EHLO_OK, C("STARTTLS\r\n", OK),
+	    S("454 4.7.0 TLS not available due to local problem\r\n", OK,
+	      .ev = SMTP_EV_REFUSED),
+	    C("\x16\x03\x01\x00\x05\x01", V_TLS_NO_GO, .at = AT(0)) } },
+	{ .name = "case 8: a refused STARTTLS's verdict also catches a line cut at its verb",
+	  .steps = { GREETING, EHLO_OK, C("STARTTLS\r\n", OK),
+	    S("472 no\r\n", OK, .ev = SMTP_EV_REFUSED), C("MA", V_REFUSED) } },
 	{ .name = "case 8: STARTTLS refused with 400: plaintext again, MAIL caught",
 	  .steps = { GREETING, EHLO_OK,
 	    C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
 	    S("400 4.0.0 try later\r\n", OK, .ev = SMTP_EV_REFUSED,
 	      .phase = PH(STG_PLAIN)),
-	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
+	    C("MAIL FROM:<a@b>\r\n", V_REFUSED, .at = AT(4)) } },
 	{ .name = "case 8: STARTTLS refused with 472: plaintext again, MAIL caught",
 	  .steps = { GREETING, EHLO_OK,
 	    C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
 	    S("472 no\r\n", OK, .ev = SMTP_EV_REFUSED, .phase = PH(STG_PLAIN)),
-	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
+	    C("MAIL FROM:<a@b>\r\n", V_REFUSED, .at = AT(4)) } },
 	{ .name = "STARTTLS refused, then STARTTLS again accepted -> TLS",
 	  .steps = { GREETING, EHLO_OK, C("STARTTLS\r\n", OK),
 	    S("454 4.7.0 busy\r\n", OK, .ev = SMTP_EV_REFUSED,
@@ -604,11 +635,11 @@ static const struct tcase cases[] = {
 	    S("220 mx.example.org ESMTP\r\n", OK,
 	      .phase = PH(STG_STARTTLS_SENT)),
 	    C("\x16\x03\x01\x00\x05", V_INJECT, .at = AT(0)) } },
-	{ .name = "case 21: STARTTLS before EHLO answered 503: plaintext, MAIL caught",
+	{ .name = "case 21: STARTTLS before EHLO answered 503: plaintext, MAIL caught as after a refusal",
 	  .steps = { GREETING, C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
 	    S("503 5.5.1 Error: send HELO/EHLO first\r\n", OK, .ev = SMTP_EV_REFUSED,
 	      .phase = PH(STG_PLAIN)),
-	    C("MAIL FROM:<a@b>\r\n", V_PLAIN, .at = AT(4)) } },
+	    C("MAIL FROM:<a@b>\r\n", V_REFUSED, .at = AT(4)) } },
 	{ .name = "case 21: STARTTLS before EHLO answered 220, hello -> TLS",
 	  .steps = { GREETING, STARTTLS_220, HELLO }, .phase = PH(STG_TLS) },
 	{ .name = "case 4: STARTTLS not advertised (stripped): MAIL still caught",
@@ -632,10 +663,45 @@ static const struct tcase cases[] = {
 	  .phase = PH(STG_TLS) },
 	{ .name = "case 25: X-ANONYMOUSTLS (Exchange) is a plaintext_command",
 	  .steps = { GREETING, EHLO_OK, C("X-ANONYMOUSTLS\r\n", V_PLAIN) } },
-	{ .name = "a reply with no command outstanding is not counted",
-	  .steps = { GREETING, S("220 mx.example.org again\r\n", OK),
-	    C("EHLO x\r\n", OK), S("250 mx\r\n", OK), STARTTLS_220, HELLO },
+	{ .name = "an unsolicited 220 after the greeting is unsolicited_reply",
+	  .steps = { GREETING, S("220 mx.example.org again\r\n", V_UNSOLICITED) } },
+	{ .name = "a second reply to STARTTLS (250 then a forged 220) is unsolicited_reply",
+	  .steps = { GREETING, EHLO_OK, C("STARTTLS\r\n", OK),
+	    S("454 not now\r\n", OK, .ev = SMTP_EV_REFUSED),
+	    S("220 go ahead\r\n", V_UNSOLICITED),
+	    C("\x16\x03\x01", DROPPED) } },
+	{ .name = "pipelined replies after pipelined commands keep the count",
+	  .steps = { GREETING, C("EHLO x\r\nNOOP\r\nRSET\r\n", OK),
+	    S("250-mx\r\n250 PIPELINING\r\n250 ok\r\n", OK),
+	    S("250 ok\r\n", OK), S("250 extra\r\n", V_UNSOLICITED) } },
+	{ .name = "a 421 without a command (the server closing) is no violation",
+	  .steps = { GREETING, EHLO_OK,
+	    S("421 4.4.2 mx Error: timeout exceeded\r\n", OK) },
+	  .phase = PH(STG_PLAIN) },
+	{ .name = "replies not counted before the greeting's last line",
+	  .steps = { S("220-mx.example.org ESMTP\r\n", OK),
+	    C("STARTTLS\r\n", OK), S("220-more\r\n", OK),
+	    S("220 done\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
+	    C("\x16\x03\x01", V_INJECT) } },
+	{ .name = "a greeting's CRLF in its own segment, then an EHLO reply line by line",
+	  .steps = { S("220 mx ESMTP", OK), S("\r", OK), S("\n", OK),
+	    C("EHLO x\r\n", OK), S("250-mx\r\n", OK), S("250-PIPELINING\r\n", OK),
+	    S("250-STARTTLS\r\n", OK), S("250 8BITMIME\r\n", OK), STARTTLS_220,
+	    HELLO },
 	  .phase = PH(STG_TLS) },
+	{ .name = "TLS before any STARTTLS is tls_without_go_ahead",
+	  .steps = { GREETING, EHLO_OK,
+	    C("\x16\x03\x01\x00\x05\x01", V_TLS_NO_GO, .at = AT(0)) } },
+	{ .name = "TLS right after the greeting is tls_without_go_ahead",
+	  .steps = { GREETING, C("\x16", V_TLS_NO_GO, .at = AT(0)) } },
+	{ .name = "a masked capability (XXXXXXXA) is an unknown command",
+	  .steps = { GREETING, C("EHLO x\r\n", OK),
+	    S("250-mx\r\n250-XXXXXXXA\r\n250 8BITMIME\r\n", OK),
+	    C("XXXXXXXA\r\n", V_PLAIN) } },
+	{ .name = "enforcement without STARTTLS advertised: MAIL still caught",
+	  .steps = { GREETING, C("EHLO x\r\n", OK),
+	    S("250-mx\r\n250 8BITMIME\r\n", OK),
+	    C("MAIL FROM:<a@b>\r\n", V_PLAIN) } },
 	{ .name = "a server line that is not a reply (no code) answers nothing",
 	  .steps = { GREETING, C("STARTTLS\r\n", OK),
 	    S("hello\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
@@ -795,6 +861,8 @@ static int model_line_ok(const unsigned char *p, size_t n, int complete,
 
 struct model {
 	int violation;		/* the stream has a violation */
+	int verdict;		/* which: a TLS record's first byte (0x16) at
+				 * the start of the bad line, or any other */
 	size_t bad_start;	/* the first bad line: its first byte */
 	size_t bad_end;		/* its LF, or the stream's last byte */
 	unsigned int lines;	/* complete lines, when no violation */
@@ -815,6 +883,8 @@ static struct model model_run(const unsigned char *p, size_t n)
 			break;	/* the stream ended on a line end */
 		if (!model_line_ok(p + start, i - start, complete, &tok)) {
 			m.violation = 1;
+			m.verdict = i > start && p[start] == 0x16 ?
+					    V_TLS_NO_GO : V_PLAIN;
 			m.bad_start = start;
 			m.bad_end = i < n ? i : n - 1;
 			return m;
@@ -998,9 +1068,10 @@ static const char *run_random(unsigned int *clean, unsigned int *dirty)
 			else if (!m.violation && r.verdict)
 				bad = why("model: no violation, code: %s at %zu",
 					  verdict_name(r.verdict), r.at);
-			else if (r.verdict && r.verdict != V_PLAIN)
-				bad = why("code: %s, expected plaintext_command",
-					  verdict_name(r.verdict));
+			else if (r.verdict && r.verdict != m.verdict)
+				bad = why("code: %s, model: %s",
+					  verdict_name(r.verdict),
+					  verdict_name(m.verdict));
 			else if (r.verdict && (r.at < m.bad_start ||
 					       r.at > m.bad_end))
 				bad = why("code: violation at %zu, model: first bad line at %zu..%zu",

@@ -17,6 +17,7 @@ static inline int stg_fill_jmp(struct starttls_guard_bpf *skel)
 		[STG_JMP_CLI] = skel->progs.stg_scan_cli,
 		[STG_JMP_SRV] = skel->progs.stg_scan_srv,
 		[STG_JMP_CHECK] = skel->progs.stg_check,
+		[STG_JMP_VIOLATION] = skel->progs.stg_violate,
 	};
 	int jmp = bpf_map__fd(skel->maps.jmp);
 
