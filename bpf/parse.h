@@ -50,10 +50,16 @@ static __always_inline __u16 stg_csum_fold(__u32 s)
 	return s;
 }
 
+/* Is @port in the bitmap @bm (STG_PORT_WORDS words)? */
+static __always_inline int stg_port_in(const __u64 *bm, __u16 port)
+{
+	return (bm[port >> 6] >> (port & 63)) & 1;
+}
+
 static __always_inline int stg_port_guarded(const struct stg_config *cfg,
 					    __u16 port)
 {
-	return (cfg->ports[port >> 6] >> (port & 63)) & 1;
+	return stg_port_in(cfg->ports, port);
 }
 
 /* IPv4 address -> IPv4-mapped IPv6 (::ffff:a.b.c.d), network order. */

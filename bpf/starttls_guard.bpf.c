@@ -283,6 +283,56 @@ static __always_inline int stg_discarded(const struct stg_pkt *p,
 		stg_seq_diff(p->ack, c->srv_base) < 0);
 }
 
+/* Does the payload start with a byte that is no text (not printable
+ * ASCII, tab, CR or LF) within its first 16 bytes? Ciphertext does (all
+ * 16 printable by chance: about 1 in 10^7). */
+static __always_inline int stg_binary(struct __sk_buff *skb,
+				      const struct stg_pkt *p)
+{
+	__u64 n = p->pay_len;
+	__u8 b[16];
+
+	if (n > sizeof(b))
+		n = sizeof(b);
+	if (n == 0)
+		return 0;
+	/* 1 <= n <= 16 in a form older verifiers see */
+	n -= 1;
+	asm volatile("%0 &= %1" : "+r"(n) : "i"(sizeof(b) - 1));
+	n += 1;
+	if (bpf_skb_load_bytes(skb, p->pay_off, b, n))
+		return 0;
+	for (__u32 i = 0; i < sizeof(b); i++) {
+		if (i >= n)
+			break;
+		if ((b[i] < 0x20 && b[i] != '\t' && b[i] != '\r' &&
+		     b[i] != '\n') || b[i] > 0x7e)
+			return 1;
+	}
+	return 0;
+}
+
+/* A packet of a connection picked up with a TLS record (STG_PICKUP_TLS):
+ * TLS when the other side sends no text either; text from either side is
+ * a plaintext session that fed the guard something else first. */
+static __always_inline int stg_pickup_tls(struct __sk_buff *skb,
+					  struct stg_pkt *p,
+					  struct stg_conn *c,
+					  const struct stg_config *cfg,
+					  int ingress)
+{
+	if (!p->pay_len)
+		return STG_PASS;
+	if (!p->c2s && stg_spoofed(skb, p, ingress))
+		return TC_ACT_SHOT;
+	if (!stg_binary(skb, p))
+		return stg_violation(skb, p, c, cfg, STG_R_PICKUP_NOT_TLS,
+				     ingress);
+	if (!(c->flags & STG_F_PICKUP_C2S) != !p->c2s)
+		c->smtp.phase = STG_TLS;
+	return STG_PASS;
+}
+
 /* Judge the payload of a packet of connection @c (phase below STG_TLS):
  * in sequence order, then by the scan programs. */
 static __always_inline int stg_inspect(struct __sk_buff *skb,
@@ -295,7 +345,11 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	__u32 unknown = p->c2s ? STG_F_CLI_UNKNOWN : STG_F_SRV_UNKNOWN;
 	struct stg_scan_ctx *x;
 
-	if (p->pay_len && (p->flags & (STG_TCP_SYN | STG_TCP_RST))) {
+	int tfo = (p->flags & STG_TCP_SYN) && (c->flags & STG_F_TFO);
+
+	if (c->smtp.phase == STG_PICKUP_TLS)
+		return stg_pickup_tls(skb, p, c, cfg, ingress);
+	if (p->pay_len && (p->flags & (STG_TCP_SYN | STG_TCP_RST)) && !tfo) {
 		/* Data the receiver does not take in: on an RST (passed
 		 * unjudged), or on a SYN of an established connection. */
 		if (p->flags & STG_TCP_RST)
@@ -303,7 +357,7 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 		stg_count(STG_C_UNACCEPTABLE);
 		return TC_ACT_SHOT;
 	}
-	if (p->c2s && (p->pay_len || (p->flags & STG_TCP_URG)) &&
+	if (p->c2s && (p->pay_len || (p->flags & STG_TCP_URG)) && !tfo &&
 	    stg_discarded(p, c)) {
 		stg_count(STG_C_UNACCEPTABLE);
 		return TC_ACT_SHOT;
@@ -371,51 +425,39 @@ uninspectable:
 	return stg_violation(skb, p, c, cfg, STG_R_UNINSPECTABLE, ingress);
 }
 
-/* Does the payload start with a byte that is no text (not printable
- * ASCII, tab, CR or LF) within its first 16 bytes? Ciphertext does (all
- * 16 printable by chance: about 1 in 10^7). */
-static __always_inline int stg_binary(struct __sk_buff *skb,
-				      const struct stg_pkt *p)
+/* Is a connection that starts here in the direction the guard judges?
+ * Inbound: its client's packets arrive on this ingress (its server's
+ * leave through this egress); outbound: the other way round. */
+static __always_inline int stg_direction_ok(const struct stg_pkt *p,
+					    const struct stg_config *cfg,
+					    int ingress)
 {
-	__u64 n = p->pay_len;
-	__u8 b[16];
+	__u32 off = p->c2s == !!ingress ? STG_CFG_NO_INBOUND
+				       : STG_CFG_NO_OUTBOUND;
 
-	if (n > sizeof(b))
-		n = sizeof(b);
-	if (n == 0)
-		return 0;
-	/* 1 <= n <= 16 in a form older verifiers see */
-	n -= 1;
-	asm volatile("%0 &= %1" : "+r"(n) : "i"(sizeof(b) - 1));
-	n += 1;
-	if (bpf_skb_load_bytes(skb, p->pay_off, b, n))
-		return 0;
-	for (__u32 i = 0; i < sizeof(b); i++) {
-		if (i >= n)
-			break;
-		if ((b[i] < 0x20 && b[i] != '\t' && b[i] != '\r' &&
-		     b[i] != '\n') || b[i] > 0x7e)
-			return 1;
-	}
-	return 0;
+	return !(cfg->flags & off);
 }
 
 /* Start tracking a connection. @flags: STG_F_*_UNKNOWN when picked up
- * mid-stream. */
+ * mid-stream (then as if past the greeting). */
 static __always_inline struct stg_conn *
-stg_track(const struct stg_pkt *p, __u32 cli_nxt, __u32 srv_nxt,
-	  __u32 flags, __u32 action)
+stg_track(const struct stg_pkt *p, const struct stg_config *cfg,
+	  __u32 cli_nxt, __u32 srv_nxt, __u32 flags, __u32 action)
 {
+	int pickup = (flags & STG_F_CLI_UNKNOWN) ||
+		     (flags & (STG_F_SRV_UNKNOWN | STG_F_TFO)) == STG_F_SRV_UNKNOWN;
 	struct stg_conn c = {};
 
-	/* Picked up mid-stream (flags set): as if past the greeting. */
-	smtp_init(&c.smtp, flags != 0);
+	smtp_init(&c.smtp, pickup);
 	c.cli_nxt = c.cli_base = cli_nxt;
 	c.srv_nxt = c.srv_base = srv_nxt;
 	c.flags = flags;
 	if (action == STG_ACT_EXEMPT) {
 		c.smtp.phase = STG_EXEMPT;
 		stg_count(STG_C_EXEMPT);
+	} else if (!pickup && stg_port_in(cfg->tls_ports, p->key.srv_port)) {
+		/* Implicit TLS: the client's first bytes must be its hello. */
+		c.smtp.phase = STG_TLS_GO;
 	}
 	stg_count(STG_C_CONNECTIONS);
 	if (bpf_map_update_elem(&conns, &p->key, &c, BPF_ANY))
@@ -438,6 +480,8 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 	struct stg_conn *c;
 	__u32 action;
 
+	if (!stg_direction_ok(p, cfg, ingress))
+		return STG_PASS;
 	if (syn == STG_TCP_SYN) {
 		/* A connection attempt: refused here for denied hosts. No
 		 * state yet, so that a SYN flood cannot evict live ones. */
@@ -451,38 +495,53 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 			stg_count(STG_C_RESETS + STG_R_DENIED_HOST);
 			return stg_reset(skb, p, ingress, 0, p->seq + 1, 0);
 		}
-		if (p->pay_len && action != STG_ACT_EXEMPT) {
-			/* Data on a SYN (TCP Fast Open) is not judged:
-			 * dropped, the client retries without it. */
-			if (monitor) {
-				stg_count(STG_C_MONITOR_HITS);
-				return STG_PASS;
-			}
-			stg_count(STG_C_UNINSPECTABLE);
+		if (!p->pay_len || action == STG_ACT_EXEMPT)
+			return STG_PASS;
+		if (!p->c2s) {
+			stg_count(STG_C_UNACCEPTABLE);
 			return TC_ACT_SHOT;
 		}
-		return STG_PASS;
-	}
-	if (syn == (STG_TCP_SYN | STG_TCP_ACK) && !p->c2s) {
+		/* Data on a SYN (TCP Fast Open) is judged as any other, from
+		 * the byte after the SYN; the SYN-ACK tells whether the
+		 * server took it (stg_guard). */
+		c = stg_track(p, cfg, p->seq + 1, 0,
+			      STG_F_SRV_UNKNOWN | STG_F_TFO | STG_F_SYN, action);
+		if (!c)
+			return TC_ACT_SHOT;
+		c->syn_seq = p->seq;
+		p->seq += 1;
+		stg_count(STG_C_SYN_PAYLOADS);
+	} else if (syn == (STG_TCP_SYN | STG_TCP_ACK) && !p->c2s) {
 		action = stg_host_action(&p->key, cfg);
-		c = stg_track(p, p->ack, p->seq + 1, 0, action);
+		c = stg_track(p, cfg, p->ack, p->seq + 1, 0, action);
 	} else if (p->pay_len && !(p->flags & STG_TCP_RST)) {
 		/* Payload of a connection that began before we were
-		 * attached (or whose state was evicted): judged as if past
-		 * the greeting, from this packet on. The other direction's
-		 * stream starts with its next packet (its ACK here may lag
-		 * behind data in flight). */
+		 * attached (or whose state was evicted). The other
+		 * direction's stream starts with its next packet (its ACK
+		 * here may lag behind data in flight). */
 		action = stg_host_action(&p->key, cfg);
-		stg_count(STG_C_PICKUPS);
-		c = p->c2s ? stg_track(p, p->seq, p->ack, STG_F_SRV_UNKNOWN,
-				       action)
-			   : stg_track(p, p->ack, p->seq, STG_F_CLI_UNKNOWN,
-				       action);
-		if (c && c->smtp.phase == STG_PLAIN && stg_binary(skb, p)) {
-			/* Not text: an SMTP session before TLS is text, so
-			 * this is a TLS session seen from its middle. */
-			c->smtp.phase = STG_TLS;
-			return STG_PASS;
+		c = p->c2s ? stg_track(p, cfg, p->seq, p->ack,
+				       STG_F_SRV_UNKNOWN, action)
+			   : stg_track(p, cfg, p->ack, p->seq,
+				       STG_F_CLI_UNKNOWN, action);
+		if (!c)
+			return TC_ACT_SHOT;
+		if (c->smtp.phase == STG_PLAIN && action != STG_ACT_DENY) {
+			if (cfg->flags & STG_CFG_MIDSTREAM_PASS) {
+				c->smtp.phase = STG_EXEMPT;
+				stg_count(STG_C_PICKUP_PASSED);
+				return STG_PASS;
+			}
+			if (stg_binary(skb, p)) {
+				/* Not text: TLS seen from its middle, once
+				 * the other side sends no text either. */
+				c->smtp.phase = STG_PICKUP_TLS;
+				c->flags |= p->c2s ? STG_F_PICKUP_C2S : 0;
+				stg_count(STG_C_PICKUP_TLS);
+				return STG_PASS;
+			}
+			/* Text: judged as after the greeting. */
+			stg_count(STG_C_PICKUP_PLAIN);
 		}
 	} else {
 		return STG_PASS;
@@ -493,10 +552,30 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 		stg_count(STG_C_DENIED);
 		return stg_violation(skb, p, c, cfg, STG_R_DENIED_HOST, ingress);
 	}
-	if (c->smtp.phase != STG_PLAIN)
+	if (c->smtp.phase >= STG_PICKUP_TLS || !p->pay_len)
 		return STG_PASS;
 	*cp = c;
 	return STG_INSPECT;
+}
+
+/* Does this packet end the connection's entry? An RST the receiver takes
+ * (at its next sequence number; any, once the stream is no longer
+ * followed), or once both sides have sent their FIN, a packet without
+ * data (the last ACK). A mistaken end costs nothing: a connection
+ * without state is judged when picked up again. */
+static __always_inline int stg_closes(struct stg_conn *c,
+				      const struct stg_pkt *p)
+{
+	__u32 nxt = p->c2s ? c->cli_nxt : c->srv_nxt;
+
+	if (p->flags & STG_TCP_FIN)
+		c->flags |= p->c2s ? STG_F_FIN_CLI : STG_F_FIN_SRV;
+	if (p->flags & STG_TCP_RST)
+		return c->smtp.phase >= STG_PICKUP_TLS ||
+		       (c->flags & (STG_F_CLI_UNKNOWN | STG_F_SRV_UNKNOWN)) ||
+		       p->seq - nxt <= 1; /* a FIN may take one */
+	return !p->pay_len && (c->flags & (STG_F_FIN_CLI | STG_F_FIN_SRV)) ==
+				      (STG_F_FIN_CLI | STG_F_FIN_SRV);
 }
 
 static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
@@ -532,6 +611,15 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 		return STG_PASS;
 	stg_count(STG_C_PACKETS);
 	c = bpf_map_lookup_elem(&conns, &p.key);
+	if (c && !(p.flags & STG_TCP_SYN) &&
+	    ((p.flags & (STG_TCP_FIN | STG_TCP_RST)) ||
+	     (c->flags & (STG_F_FIN_CLI | STG_F_FIN_SRV))) &&
+	    stg_closes(c, &p)) {
+		r = c->smtp.phase == STG_BLOCKED && !(p.flags & STG_TCP_RST);
+		bpf_map_delete_elem(&conns, &p.key);
+		stg_count(STG_C_CLOSED);
+		return r ? TC_ACT_SHOT : STG_PASS;
+	}
 	if (c && c->smtp.phase >= STG_TLS && !(p.flags & STG_TCP_SYN)) {
 		/* The fast path: encrypted, exempt or reset connections. */
 		if (c->smtp.phase != STG_BLOCKED || (p.flags & STG_TCP_RST))
@@ -545,8 +633,19 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 		if (c ? (c->smtp.phase >= STG_TLS && c->smtp.phase != STG_BLOCKED)
 		      : stg_host_action(&p.key, cfg) == STG_ACT_EXEMPT)
 			return STG_PASS;
-		stg_count(STG_C_UNINSPECTABLE);
+		stg_count(STG_C_FRAGMENTS);
 		return TC_ACT_SHOT;
+	}
+	if (c && (p.flags & (STG_TCP_SYN | STG_TCP_ACK)) ==
+			 (STG_TCP_SYN | STG_TCP_ACK) && !p.c2s &&
+	    (c->flags & STG_F_TFO) && p.ack == c->cli_nxt &&
+	    p.ack != c->syn_seq + 1) {
+		/* The server took the SYN's data: the streams go on. */
+		if (stg_spoofed(skb, &p, ingress))
+			return TC_ACT_SHOT;
+		c->srv_nxt = c->srv_base = p.seq + 1;
+		c->flags &= ~(STG_F_TFO | STG_F_SRV_UNKNOWN);
+		return STG_PASS;
 	}
 	/* A client SYN on a tuple with state may start a new connection:
 	 * remember it. A SYN-ACK that answers it, with another initial

@@ -32,19 +32,23 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
-/* Where a connection is. The first five are protocol phases driven by the
- * bytes; the others are set by the guard and end inspection. */
+/* Where a connection is. The first four are protocol phases driven by
+ * the bytes; the others are set by the guard. From STG_TLS on, payload is
+ * no longer judged. */
 enum stg_phase {
 	STG_PLAIN = 0,		/* before TLS: only the allowed verbs */
 	STG_STARTTLS_SENT = 1,	/* STARTTLS sent, its reply not seen yet */
 	STG_TLS_GO = 2,		/* 220 go-ahead seen, TLS record expected */
 	STG_TLS_HELLO = 3,	/* client's handshake record seen, the
 				 * server's answer not yet */
-	STG_TLS = 4,		/* both sent handshake records: encrypted,
+	STG_PICKUP_TLS = 4,	/* picked up mid-stream with a TLS record:
+				 * TLS once the other side sends one too */
+	STG_TLS = 5,		/* both sent handshake records: encrypted,
 				 * not parsed */
-	STG_EXEMPT = 5,		/* exempt host: passed, not parsed */
-	STG_BLOCKED = 6,	/* reset: every further packet is dropped */
-	STG_MONITORED = 7,	/* violation seen in monitor mode: passed */
+	STG_EXEMPT = 6,		/* exempt host (or picked up with
+				 * --midstream pass): passed, not parsed */
+	STG_BLOCKED = 7,	/* reset: every further packet is dropped */
+	STG_MONITORED = 8,	/* violation seen in monitor mode: passed */
 };
 
 /* Result of feeding bytes. Values other than SMTP_OK are violations and

@@ -64,6 +64,8 @@ enum stg_reason {
 	STG_R_UNINSPECTABLE,		/* payload that could not be judged: too
 					 * much of it, or unreadable */
 	STG_R_URGENT_DATA,		/* TCP urgent data before TLS */
+	STG_R_PICKUP_NOT_TLS,		/* picked up with a TLS record, then
+					 * text from either side */
 	STG_R_MAX,
 };
 
@@ -82,10 +84,15 @@ enum stg_counter {
 	STG_C_OUT_OF_WINDOW,	/* segments before the tracked start dropped */
 	STG_C_SPOOFED,		/* server packets of a local server on ingress */
 	STG_C_UNACCEPTABLE,	/* client segments the server would discard */
-	STG_C_UNINSPECTABLE,	/* packets dropped unjudged: fragments, TFO
-				 * data, headers cut short or too deep */
+	STG_C_UNINSPECTABLE,	/* packets dropped unjudged: headers cut
+				 * short or too deep to find the ports */
+	STG_C_FRAGMENTS,	/* IP fragments of guarded connections dropped */
+	STG_C_SYN_PAYLOADS,	/* SYNs with data (TCP Fast Open) judged */
 	STG_C_BLOCKED_DROPS,	/* packets of reset connections dropped */
-	STG_C_PICKUPS,		/* connections picked up mid-stream */
+	STG_C_PICKUP_TLS,	/* picked up mid-stream with a TLS record */
+	STG_C_PICKUP_PLAIN,	/* picked up mid-stream with plaintext: judged */
+	STG_C_PICKUP_PASSED,	/* picked up and passed (--midstream pass) */
+	STG_C_CLOSED,		/* entries removed at FIN/RST */
 	STG_C_MONITOR_HITS,	/* violations passed in monitor mode */
 	STG_C_RST_FAILED,	/* an RST could not be built or sent */
 	STG_C_RESETS,		/* + enum stg_reason */
@@ -97,8 +104,15 @@ enum stg_counter {
 struct stg_config {
 	__u32 mode;		/* enum stg_mode */
 	__u32 default_action;	/* enum stg_action */
+	__u32 flags;		/* STG_CFG_* */
+	__u32 pad;
 	__u64 ports[STG_PORT_WORDS]; /* guarded server ports, a bitmap */
+	__u64 tls_ports[STG_PORT_WORDS]; /* of those, implicit-TLS ports */
 };
+
+#define STG_CFG_NO_INBOUND 0x1	/* --direction outbound */
+#define STG_CFG_NO_OUTBOUND 0x2	/* --direction inbound */
+#define STG_CFG_MIDSTREAM_PASS 0x4 /* --midstream pass */
 
 /* A connection, normalised so that the server is the side on a guarded
  * port. IPv4 addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). Addresses in
@@ -124,6 +138,12 @@ struct stg_conn {
 #define STG_F_CLI_UNKNOWN 0x1	/* picked up: next client byte not known yet */
 #define STG_F_SRV_UNKNOWN 0x2	/* picked up: next server byte not known yet */
 #define STG_F_SYN 0x4		/* syn_seq is set: a new connection may start */
+#define STG_F_TFO 0x8		/* data on the SYN judged: the SYN-ACK tells
+				 * whether the server took it */
+#define STG_F_FIN_CLI 0x10	/* the client sent its FIN */
+#define STG_F_FIN_SRV 0x20	/* the server sent its FIN */
+#define STG_F_PICKUP_C2S 0x40	/* STG_PICKUP_TLS: the client's record
+				 * came first, the server's is awaited */
 
 /* Host map: an LPM trie of CIDRs, IPv4 as ::ffff:0:0/96 plus the prefix. */
 struct stg_host_key {

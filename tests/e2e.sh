@@ -283,9 +283,55 @@ t_reattach() {
 	rc=$?
 	[ "$rc" = 3 ] || { echo "held session after re-attach: exit $rc ($line)"; return 1; }
 	[ "$(counter "$LAB_SRV_NS" monitor_violations)" = 1 ] || { echo "counters lost on re-attach"; return 1; }
-	[ "$(counter "$LAB_SRV_NS" midstream_pickups)" = 0 ] ||
+	[ "$(counter "$LAB_SRV_NS" pickup_plaintext)" = 0 ] ||
 		{ echo "the held session's state was lost"; guard_srv stats; return 1; }
 	[ "$(counter "$LAB_SRV_NS" resets_by_reason.plaintext_command)" = 1 ] || return 1
+}
+
+# Case 28: health checks (connect, EHLO, then QUIT, an abrupt close or an
+# RST) leave the connection table at its baseline.
+t_healthcheck() {
+	local n=60 out
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	out=$(lab_cli timeout 120 python3 "$LAB_LIB_DIR/raw_client.py" \
+		healthcheck "$LAB_SRV4" $n) || { echo "$out"; return 1; }
+	sleep 1 # the last ACKs
+	guard_srv status | grep -q "connections: *0 tracked" ||
+		{ echo "entries left:"; guard_srv status; return 1; }
+	[ "$(counter "$LAB_SRV_NS" connections_closed)" = $n ] ||
+		{ guard_srv stats; return 1; }
+	[ "$(counter "$LAB_SRV_NS" resets)" = 0 ] || { guard_srv stats; return 1; }
+}
+
+# Case 27: data on the SYN (TCP Fast Open, taken by Postfix's listener
+# without a cookie) is judged: MAIL there is reset before Postfix reads
+# it; EHLO there, then STARTTLS, delivers.
+t_tfo() {
+	local t=tok$RANDOM$RANDOM out rc
+	lab_cli sysctl -qw net.ipv4.tcp_fastopen=5 &&
+		lab_srv sysctl -qw net.ipv4.tcp_fastopen=1539 || return 1
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	out=$(lab_cli timeout 30 python3 "$LAB_LIB_DIR/raw_client.py" tfo \
+		"$LAB_SRV4" 'EHLO x\r\nMAIL FROM:<alice@example.org>\r\n')
+	rc=$?
+	[ $rc = 3 ] || { echo "MAIL on a SYN: exit $rc, want a reset: $out"; return 1; }
+	sleep 1
+	! lab_log | grep -F "[$LAB_CLI4]" ||
+		{ echo "Postfix saw the connection of the reset SYN"; return 1; }
+	[ "$(counter "$LAB_SRV_NS" syn_payloads_judged)" = 1 ] || { guard_srv stats; return 1; }
+	out=$(lab_cli timeout 30 python3 "$LAB_LIB_DIR/raw_client.py" tfo \
+		"$LAB_SRV4" "EHLO $t\\r\\n" --starttls) ||
+		{ echo "EHLO on a SYN, STARTTLS: $out"; return 1; }
+	lab_wait_delivered "$t" || { echo "not delivered"; return 1; }
+	[ "$(counter "$LAB_SRV_NS" syn_payloads_judged)" = 2 ] || { guard_srv stats; return 1; }
+	[ "$(counter "$LAB_SRV_NS" tls_upgrades)" = 1 ] || { guard_srv stats; return 1; }
+}
+_t_tfo() {
+	t_tfo
+	local rc=$?
+	lab_cli sysctl -qw net.ipv4.tcp_fastopen=1
+	lab_srv sysctl -qw net.ipv4.tcp_fastopen=1
+	return $rc
 }
 
 # Network namespaces: a clsact attachment is detached from inside its
@@ -419,6 +465,8 @@ run_test "a hello answered in one packet larger than a scan" t_big_answer
 run_test "clsact mode; foreign filters kept (cases 50, 51, 52)" t_clsact
 run_test "detach: plaintext works again, nothing left" t_detach
 run_test "attach again updates options, keeps state" t_reattach
+run_test "health checks leave the table at its baseline (case 28)" t_healthcheck
+run_test "data on the SYN (TCP Fast Open) is judged (case 27)" _t_tfo
 run_test "network namespaces: detach reaches clsact, ip netns exec refused" t_netns
 run_test "detach --force: a copy it cannot reach passes traffic" t_forgotten
 run_test "attachments that change under the guard" t_changes

@@ -67,6 +67,18 @@ static void configure(int mode, int def, const int *ports)
 	bpf_map_update_elem(bpf_map__fd(skel->maps.settings), &zero, &cfg, 0);
 }
 
+/* Set the configuration's flags (STG_CFG_*). */
+static void set_flags(__u32 flags)
+{
+	struct stg_config cfg;
+	__u32 zero = 0;
+	int fd = bpf_map__fd(skel->maps.settings);
+
+	bpf_map_lookup_elem(fd, &zero, &cfg);
+	cfg.flags = flags;
+	bpf_map_update_elem(fd, &zero, &cfg, 0);
+}
+
 static void host_set(const char *addr, int plen, int action)
 {
 	struct stg_host_key k = { 0 };
@@ -693,25 +705,66 @@ static void t_fragments(void)
 	p.b[p.l3 + 6] = 0x20; /* MF */
 	pkt_fix_ip4(&p);
 	check(run(&p, false) == SHOT, "first fragment passed");
-	check(counter(STG_C_UNINSPECTABLE) == 1, "fragment counted");
+	check(counter(STG_C_FRAGMENTS) == 1, "fragments_dropped");
 	p.b[p.l3 + 6] = 0x00;
 	p.b[p.l3 + 7] = 0x10; /* offset: no TCP header, ports unknown */
 	pkt_fix_ip4(&p);
 	check(run(&p, false) == PASS, "later fragment judged as TCP");
 }
 
-/* Picked up mid-stream (attached after the connection began). */
+/* Picked up mid-stream (attached after the connection began, or its
+ * entry evicted): a TLS record waits for the other side's; plaintext is
+ * judged as after the greeting (case 43); --midstream pass passes. */
 static void t_pickup(void)
 {
+	static const char record[] = "\x17\x03\x03\x00\x05hello";
 	struct tconn c = conn4(41300);
 
-	check(sendn(&c, 1, "\x17\x03\x03\x00\x05hello", 10) == PASS,
-	      "TLS picked up");
-	check(phase(&c) == STG_TLS, "pickup tls phase %d", phase(&c));
-	check(counter(STG_C_PICKUPS) == 1, "pickup counted");
+	check(sendn(&c, 1, record, 10) == PASS, "TLS picked up");
+	check(phase(&c) == STG_PICKUP_TLS, "pickup phase %d", phase(&c));
+	check(counter(STG_C_PICKUP_TLS) == 1, "pickup_tls");
+	check(sendn(&c, 1, record, 10) == PASS, "more client TLS");
+	check(phase(&c) == STG_PICKUP_TLS, "TLS on one side only");
+	check(sendn(&c, 0, record, 10) == PASS, "server TLS");
+	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
+
 	c = conn4(41301);
 	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
 	      "plaintext MAIL picked up");
+	check(counter(STG_C_PICKUP_PLAIN) == 1, "pickup_plaintext");
+
+	/* a record, then text: the session was plaintext all along */
+	reset_maps();
+	c = conn4(41302);
+	check(sendn(&c, 1, record, 10) == PASS, "record picked up");
+	check(srv(&c, "500 5.5.2 Error: bad syntax\r\n") == OK,
+	      "server text after a picked-up record passed");
+	check(resets(STG_R_PICKUP_NOT_TLS) == 1, "pickup_not_tls");
+	reset_maps();
+	c = conn4(41303);
+	check(sendn(&c, 1, record, 10) == PASS, "record picked up");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "client text after its record passed");
+	check(resets(STG_R_PICKUP_NOT_TLS) == 1, "pickup_not_tls (client)");
+
+	/* --midstream pass */
+	reset_maps();
+	{
+		static const int port25[] = { 25, 0 };
+
+		configure(STG_MODE_ENFORCE, STG_ACT_REQUIRE_TLS, port25);
+		set_flags(STG_CFG_MIDSTREAM_PASS);
+	}
+	c = conn4(41304);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == PASS,
+	      "--midstream pass reset a picked-up MAIL");
+	check(counter(STG_C_PICKUP_PASSED) == 1, "pickup_passed");
+	check(phase(&c) == STG_EXEMPT, "phase %d", phase(&c));
+	/* a connection seen from its start is judged as ever */
+	c = conn4(41305);
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "MAIL of a tracked connection passed");
 }
 
 /* Egress (outbound): the same verdicts from the egress program. */
@@ -1069,6 +1122,9 @@ static void t_pickup_midstream(void)
 
 	check(sendn(&c, 1, cipher, sizeof(cipher) - 1) == PASS,
 	      "ciphertext mid-record reset");
+	check(phase(&c) == STG_PICKUP_TLS, "phase %d", phase(&c));
+	check(sendn(&c, 0, cipher, sizeof(cipher) - 1) == PASS,
+	      "server ciphertext reset");
 	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
 
 	/* plaintext: the server's data in flight was beyond the client's ACK */
@@ -1132,6 +1188,198 @@ static void t_replies(void)
 	check(phase(&c) == STG_BLOCKED, "phase %d", phase(&c));
 }
 
+static int entries(void)
+{
+	int fd = bpf_map__fd(skel->maps.conns), n = 0;
+	struct stg_conn_key k, *prev = NULL;
+
+	while (!bpf_map_get_next_key(fd, prev, &k)) {
+		n++;
+		prev = &k;
+	}
+	return n;
+}
+
+/* A packet without data from the client (@c2s) or server, with @flags. */
+static __u32 bare(struct tconn *c, int c2s, uint8_t flags)
+{
+	struct pkt p;
+
+	pkt_build(&p, c, c2s, flags, c2s ? c->cseq : c->sseq,
+		  c2s ? c->sseq : c->cseq, NULL, 0, NULL, 0);
+	return run(&p, false);
+}
+
+/* Case 28: entries go at the close, so that health checks (connect,
+ * EHLO, QUIT or an abrupt close) leave the map at its baseline. */
+static void t_close(void)
+{
+	struct tconn c;
+
+	for (int i = 0; i < 50; i++) {
+		c = conn4(42600 + i);
+		to_ehlo(&c);
+		switch (i % 3) {
+		case 0: /* QUIT, 221, FINs */
+			cli(&c, "QUIT\r\n");
+			srv(&c, "221 2.0.0 Bye\r\n");
+			check(bare(&c, 0, F_FIN | F_ACK) == PASS, "server FIN");
+			c.sseq++;
+			check(bare(&c, 1, F_FIN | F_ACK) == PASS, "client FIN");
+			c.cseq++;
+			check(bare(&c, 0, F_ACK) == PASS, "last ACK");
+			break;
+		case 1: /* abrupt FIN from the client first */
+			check(bare(&c, 1, F_FIN | F_ACK) == PASS, "client FIN");
+			c.cseq++;
+			check(srv(&c, "421 4.4.2 closing\r\n") == PASS,
+			      "data after a FIN");
+			check(bare(&c, 0, F_FIN | F_ACK) == PASS, "server FIN");
+			c.sseq++;
+			check(bare(&c, 1, F_ACK) == PASS, "last ACK");
+			break;
+		default: /* RST */
+			check(bare(&c, 1, F_RST | F_ACK) == PASS, "client RST");
+		}
+	}
+	check(entries() == 0, "%d entries left", entries());
+	check(counter(STG_C_CLOSED) == 50, "connections_closed %llu",
+	      (unsigned long long)counter(STG_C_CLOSED));
+
+	/* An RST the server would not take (not at its next byte) does not
+	 * end the entry, and the connection is judged as before. */
+	c = conn4(42700);
+	to_ehlo(&c);
+	c.cseq += 1000;
+	check(bare(&c, 1, F_RST | F_ACK) == PASS, "out-of-window RST");
+	c.cseq -= 1000;
+	check(entries() == 1, "entry ended by an RST out of the window");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "MAIL after an ignored RST");
+
+	/* A reset connection's entry ends with the RST that follows. */
+	check(bare(&c, 0, F_RST | F_ACK) == PASS, "server RST");
+	check(entries() == 0, "blocked entry left after its RST");
+}
+
+/* Case 27: data on a SYN (TCP Fast Open) is judged like any other. */
+static void t_tfo(void)
+{
+	static const char bad[] = "EHLO c.example.org\r\nMAIL FROM:<alice@example.org>\r\n";
+	static const char good[] = "EHLO c.example.org\r\n";
+	struct tconn c = conn4(42800);
+	struct pkt p;
+
+	pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, bad, sizeof(bad) - 1,
+		  NULL, 0);
+	check(run(&p, false) == OK, "MAIL on a SYN not reset");
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "plaintext_command");
+	check(counter(STG_C_SYN_PAYLOADS) == 1, "syn_payloads_judged");
+
+	/* taken by the server (the SYN-ACK acknowledges the data) */
+	reset_maps();
+	c = conn4(42801);
+	pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, good, sizeof(good) - 1,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "EHLO on a SYN");
+	c.cseq += sizeof(good) - 1;
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq, NULL, 0,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "SYN-ACK");
+	check(srv(&c, "220 mx ESMTP\r\n") == PASS, "greeting");
+	check(srv(&c, "250 mx\r\n") == PASS, "EHLO's reply");
+	check(cli(&c, "STARTTLS\r\n") == PASS, "STARTTLS");
+	check(srv(&c, "220 go\r\n") == PASS, "220");
+	check(phase(&c) == STG_TLS_GO, "phase %d, want tls_go", phase(&c));
+
+	/* not taken (no cookie): the client sends it again, judged again */
+	reset_maps();
+	c = conn4(42802);
+	pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, good, sizeof(good) - 1,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "EHLO on a SYN");
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq, NULL, 0,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "SYN-ACK without the data");
+	check(srv(&c, "220 mx ESMTP\r\n") == PASS, "greeting");
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "MAIL where the SYN's EHLO was not taken");
+}
+
+/* The SYN-ACK, then a client MAIL: an inbound connection has the
+ * server's packets on egress and the client's on ingress, an outbound one
+ * the other way round. Returns the MAIL's verdict. */
+static __u32 mail_on(int port, bool inbound)
+{
+	struct tconn c = conn4(port);
+	struct pkt p;
+
+	pkt_build(&p, &c, 0, F_SYN | F_ACK, c.sseq - 1, c.cseq, NULL, 0,
+		  NULL, 0);
+	check(run(&p, inbound) == PASS, "SYN-ACK");
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq,
+		  "MAIL FROM:<a@b>\r\n", 17, NULL, 0);
+	return run(&p, !inbound);
+}
+
+/* --direction inbound|outbound|both */
+static void t_direction(void)
+{
+	check(mail_on(42900, true) == OK, "inbound MAIL passed");
+	check(mail_on(42901, false) == OK, "outbound MAIL passed");
+
+	reset_maps();
+	set_flags(STG_CFG_NO_OUTBOUND);
+	check(mail_on(42902, true) == OK, "inbound only: inbound MAIL passed");
+	check(mail_on(42903, false) == PASS,
+	      "inbound only: outbound MAIL judged");
+	check(entries() == 1, "inbound only: %d entries, want 1", entries());
+
+	reset_maps();
+	set_flags(STG_CFG_NO_INBOUND);
+	check(mail_on(42904, true) == PASS,
+	      "outbound only: inbound MAIL judged");
+	check(mail_on(42905, false) == OK,
+	      "outbound only: outbound MAIL passed");
+}
+
+/* Implicit-TLS ports (465): the client's first bytes must be its hello. */
+static void t_implicit_tls(void)
+{
+	static const int ports[] = { 25, 465, 0 };
+	struct stg_config cfg;
+	__u32 zero = 0;
+	int fd = bpf_map__fd(skel->maps.settings);
+	struct tconn c = conn4(43000);
+
+	configure(STG_MODE_ENFORCE, STG_ACT_REQUIRE_TLS, ports);
+	bpf_map_lookup_elem(fd, &zero, &cfg);
+	cfg.tls_ports[465 >> 6] |= 1ULL << (465 & 63);
+	bpf_map_update_elem(fd, &zero, &cfg, 0);
+
+	c.sport = 465;
+	handshake(&c);
+	check(sendn(&c, 1, hello, sizeof(hello) - 1) == PASS, "ClientHello");
+	check(sendn(&c, 0, server_hello, sizeof(server_hello) - 1) == PASS,
+	      "ServerHello");
+	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
+
+	c = conn4(43001);
+	c.sport = 465;
+	handshake(&c);
+	check(cli(&c, "EHLO c.example.org\r\n") == OK, "plaintext on 465");
+	check(resets(STG_R_NOT_TLS_AFTER_220) == 1, "not_tls_after_220");
+
+	c = conn4(43002);
+	c.sport = 465;
+	handshake(&c);
+	check(srv(&c, "220 mx ESMTP\r\n") == OK, "server text before the hello");
+	/* port 25 is unchanged */
+	c = conn4(43003);
+	to_tls(&c);
+	check(phase(&c) == STG_TLS, "port 25: phase %d", phase(&c));
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1167,6 +1415,10 @@ static const struct {
 	{ "more discarded segments; urgent pointer in sequence only", t_discarded_more },
 	{ "mid-stream pickup of TLS and of plaintext", t_pickup_midstream },
 	{ "replies in order; TLS only after a go-ahead (cases 8, 9)", t_replies },
+	{ "entries end at FIN/RST (case 28)", t_close },
+	{ "data on a SYN is judged (case 27)", t_tfo },
+	{ "--direction inbound/outbound", t_direction },
+	{ "implicit-TLS ports", t_implicit_tls },
 };
 
 int main(int argc, char **argv)

@@ -61,8 +61,13 @@ static const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_SPOOFED] = "spoofed_server_dropped",
 	[STG_C_UNACCEPTABLE] = "unacceptable_dropped",
 	[STG_C_UNINSPECTABLE] = "uninspectable_dropped",
+	[STG_C_FRAGMENTS] = "fragments_dropped",
+	[STG_C_SYN_PAYLOADS] = "syn_payloads_judged",
 	[STG_C_BLOCKED_DROPS] = "blocked_packets_dropped",
-	[STG_C_PICKUPS] = "midstream_pickups",
+	[STG_C_PICKUP_TLS] = "pickup_tls",
+	[STG_C_PICKUP_PLAIN] = "pickup_plaintext",
+	[STG_C_PICKUP_PASSED] = "pickup_passed",
+	[STG_C_CLOSED] = "connections_closed",
 	[STG_C_MONITOR_HITS] = "monitor_violations",
 	[STG_C_RST_FAILED] = "rst_failed",
 };
@@ -80,6 +85,7 @@ static const char *const reason_names[STG_R_MAX] = {
 	[STG_R_DENIED_HOST] = "denied_host",
 	[STG_R_UNINSPECTABLE] = "uninspectable",
 	[STG_R_URGENT_DATA] = "urgent_data",
+	[STG_R_PICKUP_NOT_TLS] = "pickup_not_tls",
 };
 
 static const char *const action_names[] = {
@@ -365,6 +371,23 @@ static const char attach_usage[] =
 	"  -p, --port N         guard server port N: repeatable, the ports given\n"
 	"                       replace the set (default 25). Guard ports where\n"
 	"                       STARTTLS is spoken (25, 587)\n"
+	"      --implicit-tls-port N\n"
+	"                       guard port N where TLS starts at once (465): the\n"
+	"                       client's first bytes must be its TLS hello.\n"
+	"                       Repeatable, replaces the set; 'none' empties it\n"
+	"      --direction D    judge inbound connections (their client's packets\n"
+	"                       arrive on the interface), outbound ones (they leave\n"
+	"                       through it) or both (default)\n"
+	"      --midstream P    connections seen from their middle (begun before\n"
+	"                       the attach, or evicted from a full table): judge\n"
+	"                       (default: plaintext judged as after EHLO, a TLS\n"
+	"                       record passes once the other side sends one) or\n"
+	"                       pass (all pass, counted: for a gentle roll-out)\n"
+	"      --max-connections N\n"
+	"                       size of the connection table (default 65536;\n"
+	"                       about 200 bytes each). The oldest entries are\n"
+	"                       evicted when it is full. Set on the first attach:\n"
+	"                       changing it needs a detach\n"
 	"  -m, --monitor        count violations (and mark them in the conns\n"
 	"                       map), reset nothing\n"
 	"  -e, --enforce        reset violations (the default)\n"
@@ -430,6 +453,51 @@ static int set_pins(struct bpf_object *obj)
 			 bpf_map__name(map));
 		if (bpf_map__set_pin_path(map, path))
 			return -1;
+	}
+	return 0;
+}
+
+/* Before the maps are reused: each pinned map must have the layout this
+ * version gives it, else libbpf's refusal would name nothing useful. The
+ * size of the connection table is taken from its pin unless @max_conns
+ * asks for one. Returns 0 or 1 with the map and the field named. */
+static int check_pins(struct bpf_object *obj, __u32 max_conns)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj) {
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info);
+		const char *field = NULL;
+		__u32 pinned = 0, now = 0;
+		int fd = map_get(bpf_map__name(map));
+
+		if (fd < 0)
+			continue;
+		if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+			close(fd);
+			continue;
+		}
+		close(fd);
+		if (!strcmp(bpf_map__name(map), "conns") && !max_conns)
+			bpf_map__set_max_entries(map, info.max_entries);
+		if (info.type != bpf_map__type(map))
+			field = "type", pinned = info.type, now = bpf_map__type(map);
+		else if (info.key_size != bpf_map__key_size(map))
+			field = "key size", pinned = info.key_size,
+			now = bpf_map__key_size(map);
+		else if (info.value_size != bpf_map__value_size(map))
+			field = "value size", pinned = info.value_size,
+			now = bpf_map__value_size(map);
+		else if (info.max_entries != bpf_map__max_entries(map))
+			field = "entries", pinned = info.max_entries,
+			now = bpf_map__max_entries(map);
+		if (field)
+			return fail("pinned map %s/%s does not match this "
+				    "version (%s %u, here %u): 'starttls-guard "
+				    "detach' removes the guard and its state, "
+				    "then attach again", stg_pin_dir,
+				    bpf_map__name(map), field, pinned, now);
 	}
 	return 0;
 }
@@ -527,20 +595,25 @@ static int cmd_attach(int argc, char **argv)
 		{ "enforce", no_argument, NULL, 'e' },
 		{ "default", required_argument, NULL, 'd' },
 		{ "tc-mode", required_argument, NULL, 'T' },
+		{ "implicit-tls-port", required_argument, NULL, 'I' },
+		{ "direction", required_argument, NULL, 'D' },
+		{ "midstream", required_argument, NULL, 'M' },
+		{ "max-connections", required_argument, NULL, 'C' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
 	struct stg_config cfg = { .mode = STG_MODE_ENFORCE,
 				  .default_action = STG_ACT_REQUIRE_TLS };
-	__u64 ports[STG_PORT_WORDS] = {};
-	int mode = -1, def = -1;
+	__u64 ports[STG_PORT_WORDS] = {}, tls_ports[STG_PORT_WORDS] = {};
+	int mode = -1, def = -1, direction = -1, midstream = -1;
+	__u32 max_conns = 0;
 	enum stg_tc_want want = STG_WANT_AUTO;
 	struct starttls_guard_bpf *skel = NULL;
 	int nifs, *done = NULL, lock = -1, rc = 1, err;
 	struct stg_iface_key *ifk = NULL;
 	struct stg_config old_cfg;
-	bool any_port = false, had_cfg = false;
+	bool any_port = false, any_tls_port = false, had_cfg = false;
 	__u32 zero = 0;
 	int opt;
 
@@ -570,6 +643,52 @@ static int cmd_attach(int argc, char **argv)
 				usage_error("attach", "bad default action '%s': "
 					    "expected require-tls, deny or "
 					    "exempt", optarg);
+			break;
+		case 'I':
+			any_tls_port = true;
+			if (!strcmp(optarg, "none"))
+				break;
+			v = parse_port(optarg);
+			if (v < 0)
+				usage_error("attach", "bad implicit-TLS port "
+					    "'%s': expected 1-65535 or none",
+					    optarg);
+			tls_ports[v >> 6] |= 1ULL << (v & 63);
+			break;
+		case 'D':
+			if (!strcmp(optarg, "both"))
+				direction = 0;
+			else if (!strcmp(optarg, "inbound"))
+				direction = STG_CFG_NO_OUTBOUND;
+			else if (!strcmp(optarg, "outbound"))
+				direction = STG_CFG_NO_INBOUND;
+			else
+				usage_error("attach", "bad --direction '%s': "
+					    "expected inbound, outbound or "
+					    "both", optarg);
+			break;
+		case 'C': {
+			char *end;
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(optarg, &end, 10);
+			if (errno || *end || *optarg < '0' || *optarg > '9' ||
+			    n < 256 || n > 1UL << 24)
+				usage_error("attach", "bad --max-connections "
+					    "'%s': expected 256 to 16777216",
+					    optarg);
+			max_conns = n;
+			break;
+		}
+		case 'M':
+			if (!strcmp(optarg, "judge"))
+				midstream = 0;
+			else if (!strcmp(optarg, "pass"))
+				midstream = STG_CFG_MIDSTREAM_PASS;
+			else
+				usage_error("attach", "bad --midstream '%s': "
+					    "expected judge or pass", optarg);
 			break;
 		case 'T':
 			if (!strcmp(optarg, "auto"))
@@ -631,12 +750,14 @@ static int cmd_attach(int argc, char **argv)
 		fail("couldn't open the BPF object: %s", strerror(errno));
 		goto out;
 	}
+	if (max_conns)
+		bpf_map__set_max_entries(skel->maps.conns, max_conns);
+	if (check_pins(skel->obj, max_conns))
+		goto out;
 	err = starttls_guard_bpf__load(skel);
 	if (err) {
 		fail("couldn't load the BPF program: %s (run with -v for the "
-		     "verifier log; if a pinned map in %s no longer matches "
-		     "this version, run 'starttls-guard detach' first)",
-		     strerror(-err), stg_pin_dir);
+		     "verifier log)", strerror(-err));
 		goto out;
 	}
 
@@ -652,8 +773,20 @@ static int cmd_attach(int argc, char **argv)
 		cfg = old_cfg;
 	else
 		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
-	if (any_port)
-		memcpy(cfg.ports, ports, sizeof(ports));
+	/* Guarded: the STARTTLS ports and the implicit-TLS ones. */
+	for (int w = 0; w < STG_PORT_WORDS; w++) {
+		__u64 starttls = any_port ? ports[w]
+					  : cfg.ports[w] & ~cfg.tls_ports[w];
+
+		if (any_tls_port)
+			cfg.tls_ports[w] = tls_ports[w];
+		cfg.ports[w] = starttls | cfg.tls_ports[w];
+	}
+	if (direction >= 0)
+		cfg.flags = (cfg.flags & ~(STG_CFG_NO_INBOUND |
+					   STG_CFG_NO_OUTBOUND)) | direction;
+	if (midstream >= 0)
+		cfg.flags = (cfg.flags & ~STG_CFG_MIDSTREAM_PASS) | midstream;
 	if (mode >= 0)
 		cfg.mode = mode;
 	if (def >= 0)
@@ -856,15 +989,24 @@ static int cmd_detach(int argc, char **argv)
 		/* Attached nowhere: the pins go (the maps with them). A copy
 		 * still attached where it could not be reached would be left
 		 * without its scanners: it is told to pass everything. */
-		struct stg_config off = { .mode = STG_MODE_OFF };
 		struct starttls_guard_bpf *o = starttls_guard_bpf__open();
 		int settings = map_get("settings");
-		__u32 zero = 0;
+		struct bpf_map_info info = {};
+		__u32 zero = 0, len = sizeof(info);
+		__u32 *off;
 
-		if (settings >= 0) {
-			bpf_map_update_elem(settings, &zero, &off, BPF_ANY);
-			close(settings);
+		/* The mode leads the configuration in every version: the
+		 * value is written at the pinned map's own size. */
+		if (settings >= 0 &&
+		    !bpf_obj_get_info_by_fd(settings, &info, &len) &&
+		    info.value_size >= sizeof(*off) &&
+		    (off = calloc(1, info.value_size))) {
+			*off = STG_MODE_OFF;
+			bpf_map_update_elem(settings, &zero, off, BPF_ANY);
+			free(off);
 		}
+		if (settings >= 0)
+			close(settings);
 		if (o)
 			unpin_ours(o->obj);
 		starttls_guard_bpf__destroy(o);
@@ -885,8 +1027,18 @@ static int read_config(struct stg_config *cfg)
 	__u32 zero = 0;
 	int fd, err;
 
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
 	if (open_pinned("settings", &fd))
 		return 1;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) ||
+	    info.value_size != sizeof(*cfg)) {
+		close(fd);
+		return fail("the attached guard is of another version (its "
+			    "settings map differs): 'starttls-guard detach', "
+			    "then attach with this one");
+	}
 	err = bpf_map_lookup_elem(fd, &zero, cfg);
 	close(fd);
 	if (err)
@@ -919,8 +1071,14 @@ static int cmd_status(int argc, char **argv)
 	printf("ports:          ");
 	for (int p = 1; p < 65536; p++)
 		if ((cfg.ports[p >> 6] >> (p & 63)) & 1)
-			printf(" %d", p);
-	printf("\ninterfaces:     ");
+			printf(" %d%s", p, (cfg.tls_ports[p >> 6] >> (p & 63)) & 1 ?
+						   " (implicit TLS)" : "");
+	printf("\ndirection:       %s\n",
+	       cfg.flags & STG_CFG_NO_INBOUND	 ? "outbound" :
+	       cfg.flags & STG_CFG_NO_OUTBOUND ? "inbound" : "both");
+	printf("midstream:       %s\n",
+	       cfg.flags & STG_CFG_MIDSTREAM_PASS ? "pass" : "judge");
+	printf("interfaces:     ");
 	while (!bpf_map_get_next_key(ifmap, prev, &key)) {
 		struct stg_iface it;
 
@@ -935,14 +1093,18 @@ static int cmd_status(int argc, char **argv)
 	}
 	close(ifmap);
 	if (!open_pinned("conns", &conns)) {
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info);
+
 		while (!bpf_map_get_next_key(conns, cprev, &ck)) {
 			n++;
 			cprev = &ck;
 		}
+		bpf_obj_get_info_by_fd(conns, &info, &len);
 		close(conns);
+		printf("\nconnections:     %d tracked, room for %u\n", n,
+		       info.max_entries);
 	}
-	printf("\nconnections:     %d in the table (ended ones stay until "
-	       "evicted)\n", n);
 	return 0;
 }
 

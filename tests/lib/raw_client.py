@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+"""SMTP sessions the way odd clients write them, for the end-to-end tests.
+
+  raw_client.py healthcheck ADDR N
+      N sessions as load-balancer health checks make them: connect, EHLO,
+      then QUIT, an abrupt close (FIN) or an abortive one (RST), in turn.
+      Prints "OK N"; exit 0, or 1 when a session was reset or failed.
+
+  raw_client.py tfo ADDR LINES [--starttls]
+      TCP Fast Open: LINES (with \\r\\n escapes) sent as data on the SYN;
+      then, with --starttls, STARTTLS, TLS, and a message with LINES' token
+      in its subject. Prints the outcome; exit 0 delivered or session
+      ended well, 3 reset, 1 other.
+"""
+import socket
+import ssl
+import struct
+import sys
+
+TIMEOUT = 10.0
+
+
+def reply(f):
+    """Read one SMTP reply (all its lines); return (code, text)."""
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            raise ConnectionError("closed")
+        lines.append(line.decode(errors="replace"))
+        if len(line) < 4 or line[3:4] != b"-":
+            return int(line[:3]), "".join(lines)
+
+
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def healthcheck(addr, n):
+    for i in range(n):
+        s = socket.create_connection((addr, 25), TIMEOUT)
+        f = s.makefile("rb")
+        reply(f)
+        s.sendall(b"EHLO healthcheck\r\n")
+        reply(f)
+        if i % 3 == 0:
+            s.sendall(b"QUIT\r\n")
+            reply(f)
+        elif i % 3 == 2:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                         struct.pack("ii", 1, 0))
+        f.close()
+        s.close()
+    print("OK", n)
+    return 0
+
+
+def tfo(addr, lines, starttls):
+    data = lines.encode().decode("unicode_escape").encode("latin-1")
+    s = socket.socket(family(addr), socket.SOCK_STREAM)
+    try:
+        s.sendto(data, socket.MSG_FASTOPEN, (addr, 25))  # blocking: connects
+    except ConnectionRefusedError as e:
+        print("RESET: at the SYN:", e)  # an RST in SYN-SENT
+        return 3
+    s.settimeout(TIMEOUT)
+    f = s.makefile("rb")
+    try:
+        code, _ = reply(f)          # greeting
+        for _ in range(data.count(b"\n")):
+            code, text = reply(f)   # one per line sent on the SYN
+        if not starttls:
+            s.sendall(b"QUIT\r\n")
+            reply(f)
+            print("OK session ended")
+            return 0
+        s.sendall(b"STARTTLS\r\n")
+        code, text = reply(f)
+        if code != 220:
+            print("STARTTLS refused:", text.strip())
+            return 1
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        t = ctx.wrap_socket(s, server_hostname=addr)
+        tf = t.makefile("rb")
+        token = data.split()[-1].decode()
+        for cmd in (b"EHLO tfo.example\r\n", b"MAIL FROM:<alice@example.org>\r\n",
+                    b"RCPT TO:<bob@example.org>\r\n", b"DATA\r\n",
+                    b"Subject: " + token.encode() + b"\r\n\r\n" + token.encode()
+                    + b"\r\n.\r\n", b"QUIT\r\n"):
+            t.sendall(cmd)
+            code, text = reply(tf)
+            if code >= 400:
+                print("refused:", text.strip())
+                return 1
+        print("OK delivered")
+        return 0
+    except ConnectionResetError as e:
+        print("RESET:", e)
+        return 3
+
+
+def main():
+    try:
+        if sys.argv[1] == "healthcheck":
+            return healthcheck(sys.argv[2], int(sys.argv[3]))
+        if sys.argv[1] == "tfo":
+            return tfo(sys.argv[2], sys.argv[3], "--starttls" in sys.argv)
+    except ConnectionResetError as e:
+        print("RESET:", e)
+        return 3
+    except (OSError, ValueError) as e:
+        print("ERROR:", e)
+        return 1
+    print(__doc__)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
