@@ -88,6 +88,10 @@ struct {
 	__type(value, struct stg_scan_ctx);
 } scratch SEC(".maps");
 
+/* Unjudged payload a packet may have before TLS: set by the loader for
+ * the scan programs it chose (see stg_scan_chain and stg_scan_loop). */
+const volatile __u32 stg_max_scan = STG_MAX_SCAN;
+
 /* The scan programs, filled in by the loader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -410,7 +414,7 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	/* Bytes parsed to the end only up to STARTTLS's reply: after it the
 	 * client's are judged by their first bytes, the server's by its
 	 * first (stg_check), however large the packet. */
-	if (!x || (p->pay_len - skip > STG_MAX_SCAN &&
+	if (!x || (p->pay_len - skip > stg_max_scan &&
 		   c->smtp.phase <= STG_STARTTLS_SENT))
 		goto uninspectable;
 	x->pkt = *p;
@@ -562,12 +566,16 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
  * (at its next sequence number; any, once the stream is no longer
  * followed), or once both sides have sent their FIN, a packet without
  * data (the last ACK). A mistaken end costs nothing: a connection
- * without state is judged when picked up again. */
+ * without state is judged when picked up again. A reset connection keeps
+ * its entry (until evicted, or a new connection on its tuple): its
+ * packets still in flight are dropped, not judged again. */
 static __always_inline int stg_closes(struct stg_conn *c,
 				      const struct stg_pkt *p)
 {
 	__u32 nxt = p->c2s ? c->cli_nxt : c->srv_nxt;
 
+	if (c->smtp.phase == STG_BLOCKED)
+		return 0;
 	if (p->flags & STG_TCP_FIN)
 		c->flags |= p->c2s ? STG_F_FIN_CLI : STG_F_FIN_SRV;
 	if (p->flags & STG_TCP_RST)
@@ -615,10 +623,9 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	    ((p.flags & (STG_TCP_FIN | STG_TCP_RST)) ||
 	     (c->flags & (STG_F_FIN_CLI | STG_F_FIN_SRV))) &&
 	    stg_closes(c, &p)) {
-		r = c->smtp.phase == STG_BLOCKED && !(p.flags & STG_TCP_RST);
 		bpf_map_delete_elem(&conns, &p.key);
 		stg_count(STG_C_CLOSED);
-		return r ? TC_ACT_SHOT : STG_PASS;
+		return STG_PASS;
 	}
 	if (c && c->smtp.phase >= STG_TLS && !(p.flags & STG_TCP_SYN)) {
 		/* The fast path: encrypted, exempt or reset connections. */
@@ -791,75 +798,193 @@ int stg_check(struct __sk_buff *skb)
 }
 
 /*
- * The scan programs: judge the next chunk of the payload handed over in
- * "scratch", client bytes (stg_scan_cli, slot STG_JMP_CLI of "jmp") or
- * server bytes (stg_scan_srv), then tail-call for the next chunk or
- * finish the packet.
+ * The scan programs: judge the payload handed over in "scratch", client
+ * bytes (slot STG_JMP_CLI of "jmp") or server bytes (STG_JMP_SRV), one
+ * chunk of STG_CHUNK bytes at a time. Two variants of each, chosen by the
+ * loader: where the kernel has bpf_loop() (5.17 on), one run takes every
+ * chunk of the packet, however large (GRO, TSO, BIG TCP); before, each
+ * run takes one chunk and tail-calls itself for the next, STG_MAX_SCAN
+ * bytes at most (stg_max_scan tells stg_inspect which).
  */
-static __always_inline int stg_scan(struct __sk_buff *skb, const int c2s)
+/* Judge the next @chunk bytes (a power of two, STG_CHUNK at most) of the
+ * payload; x->pos moves past them. Returns SMTP_OK or the violation
+ * (STG_R_UNINSPECTABLE when unreadable). */
+static __always_inline __u32 stg_scan_chunk(struct __sk_buff *skb,
+					    struct stg_scan_ctx *x,
+					    struct smtp_state *s, const int c2s,
+					    const __u32 chunk)
 {
-	__u32 zero = 0, reason = STG_R_UNINSPECTABLE;
-	struct stg_scan_ctx *x = bpf_map_lookup_elem(&scratch, &zero);
-	struct stg_config *cfg = bpf_map_lookup_elem(&settings, &zero);
-	struct smtp_state *s;
-	struct stg_conn *c;
+	__u32 reason;
 	__u64 n;
 
-	if (!x || !cfg)
-		return TC_ACT_SHOT;
-	c = bpf_map_lookup_elem(&conns, &x->pkt.key);
-	if (!c) {
-		stg_count(STG_C_UNINSPECTABLE);
-		return TC_ACT_SHOT;
-	}
-	s = &c->smtp;
 	/* 64-bit, so that the bounds checked are those of the register
-	 * passed to the helper (1 <= n <= STG_CHUNK) */
+	 * passed to the helper (1 <= n <= chunk) */
 	n = x->stop > x->pos ? x->stop - x->pos : 0;
-	if (n > STG_CHUNK)
-		n = STG_CHUNK;
+	if (n > chunk)
+		n = chunk;
 	if (n == 0)
-		goto violation;
-	/* 1 <= n <= STG_CHUNK in a form that older verifiers (5.10, 6.1)
-	 * see too: they learn nothing from n != 0. */
+		return STG_R_UNINSPECTABLE;
+	/* 1 <= n <= chunk in a form that older verifiers (5.10, 6.1) see
+	 * too: they learn nothing from n != 0. */
 	n -= 1;
-	asm volatile("%0 &= %1" : "+r"(n) : "i"(STG_CHUNK - 1));
+	asm volatile("%0 &= %1" : "+r"(n) : "i"(chunk - 1));
 	n += 1;
 	if (bpf_skb_load_bytes(skb, x->pos, x->buf, n))
-		goto violation;
-	for (__u32 i = 0; i < STG_CHUNK; i++) {
+		return STG_R_UNINSPECTABLE;
+	for (__u32 i = 0; i < chunk; i++) {
 		if (i >= n || smtp_done(s, c2s))
 			break; /* after a TLS record header: not parsed */
 		reason = c2s ? smtp_client_byte(s, x->buf[i])
 			     : smtp_server_byte(s, x->buf[i], &x->ev);
 		if (reason)
-			goto violation;
+			return reason;
 		stg_barrier();
 	}
 	x->pos += n;
-	if (x->pos < x->stop && !smtp_done(s, c2s)) {
-		bpf_tail_call(skb, &jmp, c2s ? STG_JMP_CLI : STG_JMP_SRV);
-		reason = STG_R_UNINSPECTABLE; /* out of tail calls */
-		goto violation;
+	return SMTP_OK;
+}
+
+/* 1 when the payload is judged to its end (or needs no more) */
+static __always_inline int stg_scan_over(const struct stg_scan_ctx *x,
+					 const struct smtp_state *s, int c2s)
+{
+	return x->pos >= x->stop || smtp_done(s, c2s);
+}
+
+/* After the last chunk, or a violation (@reason). */
+static __always_inline int stg_scan_end(struct __sk_buff *skb,
+					struct stg_scan_ctx *x,
+					struct stg_conn *c,
+					const struct stg_config *cfg,
+					__u32 reason, const int c2s)
+{
+	if (!reason && c2s)
+		reason = smtp_client_end(&c->smtp);
+
+	if (!reason) {
+		if (c2s)
+			c->cli_nxt = x->end_seq;
+		else
+			c->srv_nxt = x->end_seq;
+		if (x->ev & SMTP_EV_REFUSED)
+			stg_count(STG_C_STARTTLS_REFUSED);
+		return STG_PASS;
 	}
-	reason = c2s ? smtp_client_end(s) : SMTP_OK;
-	if (reason)
-		goto violation;
-	if (c2s)
-		c->cli_nxt = x->end_seq;
-	else
-		c->srv_nxt = x->end_seq;
-	if (x->ev & SMTP_EV_REFUSED)
-		stg_count(STG_C_STARTTLS_REFUSED);
-	return STG_PASS;
-violation:
 	/* Acted on in a program of its own: the verifier then walks the
 	 * reset once, not once for each byte that can leave the loop. */
-	x->reason = c2s ? smtp_client_name(s, reason) : reason;
+	x->reason = reason;
 	bpf_tail_call(skb, &jmp, STG_JMP_VIOLATION);
 	/* Not reached unless the tail call failed: no RST then. */
 	stg_count(STG_C_RST_FAILED);
-	return stg_mark(c, cfg, x->reason) ? STG_PASS : TC_ACT_SHOT;
+	return stg_mark(c, cfg, reason) ? STG_PASS : TC_ACT_SHOT;
+}
+
+/* What a scan program starts from. Returns 0 with all three set. */
+static __always_inline int stg_scan_begin(struct stg_scan_ctx **x,
+					  struct stg_config **cfg,
+					  struct stg_conn **c)
+{
+	__u32 zero = 0;
+
+	*x = bpf_map_lookup_elem(&scratch, &zero);
+	*cfg = bpf_map_lookup_elem(&settings, &zero);
+	if (!*x || !*cfg)
+		return -1;
+	*c = bpf_map_lookup_elem(&conns, &(*x)->pkt.key);
+	if (!*c) {
+		stg_count(STG_C_UNINSPECTABLE);
+		return -1;
+	}
+	return 0;
+}
+
+/* Chained: one chunk per run. */
+static __always_inline int stg_scan_chain(struct __sk_buff *skb,
+					  const int c2s)
+{
+	struct stg_scan_ctx *x;
+	struct stg_config *cfg;
+	struct stg_conn *c;
+	__u32 reason;
+
+	if (stg_scan_begin(&x, &cfg, &c))
+		return TC_ACT_SHOT;
+	reason = stg_scan_chunk(skb, x, &c->smtp, c2s, STG_CHUNK);
+	if (!reason && !stg_scan_over(x, &c->smtp, c2s)) {
+		bpf_tail_call(skb, &jmp, c2s ? STG_JMP_CLI : STG_JMP_SRV);
+		reason = STG_R_UNINSPECTABLE; /* out of tail calls */
+	}
+	return stg_scan_end(skb, x, c, cfg, reason, c2s);
+}
+
+SEC("tc")
+int stg_scan_cli(struct __sk_buff *skb)
+{
+	return stg_scan_chain(skb, 1);
+}
+
+SEC("tc")
+int stg_scan_srv(struct __sk_buff *skb)
+{
+	return stg_scan_chain(skb, 0);
+}
+
+/* With bpf_loop(): every chunk in one run. The verifier walks a
+ * callback's loop with less room than a program's: smaller chunks. */
+#define STG_LOOP_CHUNK 128
+
+struct stg_loop {
+	struct __sk_buff *skb;
+	struct stg_scan_ctx *x;
+	struct smtp_state *s;
+	__u32 reason;
+};
+
+static __always_inline long stg_loop_step(struct stg_loop *l, const int c2s)
+{
+	l->reason = stg_scan_chunk(l->skb, l->x, l->s, c2s, STG_LOOP_CHUNK);
+	return l->reason || stg_scan_over(l->x, l->s, c2s);
+}
+
+static long stg_loop_cli(__u32 i __attribute__((unused)), void *l)
+{
+	return stg_loop_step(l, 1);
+}
+
+static long stg_loop_srv(__u32 i __attribute__((unused)), void *l)
+{
+	return stg_loop_step(l, 0);
+}
+
+static __always_inline int stg_scan_loop(struct __sk_buff *skb,
+					 const int c2s)
+{
+	struct stg_loop l = { .skb = skb, .reason = STG_R_UNINSPECTABLE };
+	struct stg_config *cfg;
+	struct stg_conn *c;
+	__u32 chunks;
+
+	if (stg_scan_begin(&l.x, &cfg, &c))
+		return TC_ACT_SHOT;
+	l.s = &c->smtp;
+	chunks = (l.x->stop - l.x->pos + STG_LOOP_CHUNK - 1) / STG_LOOP_CHUNK;
+	if (bpf_loop(chunks, c2s ? stg_loop_cli : stg_loop_srv, &l, 0) < 0)
+		l.reason = STG_R_UNINSPECTABLE;
+	else if (!l.reason && !stg_scan_over(l.x, l.s, c2s))
+		l.reason = STG_R_UNINSPECTABLE;
+	return stg_scan_end(skb, l.x, c, cfg, l.reason, c2s);
+}
+
+SEC("tc")
+int stg_scan_cli_loop(struct __sk_buff *skb)
+{
+	return stg_scan_loop(skb, 1);
+}
+
+SEC("tc")
+int stg_scan_srv_loop(struct __sk_buff *skb)
+{
+	return stg_scan_loop(skb, 0);
 }
 
 SEC("tc")
@@ -875,19 +1000,9 @@ int stg_violate(struct __sk_buff *skb)
 	c = bpf_map_lookup_elem(&conns, &x->pkt.key);
 	if (!c)
 		return TC_ACT_SHOT;
+	if (x->pkt.c2s)
+		x->reason = smtp_client_name(&c->smtp, x->reason);
 	return stg_violation(skb, &x->pkt, c, cfg, x->reason, x->ingress);
-}
-
-SEC("tc")
-int stg_scan_cli(struct __sk_buff *skb)
-{
-	return stg_scan(skb, 1);
-}
-
-SEC("tc")
-int stg_scan_srv(struct __sk_buff *skb)
-{
-	return stg_scan(skb, 0);
 }
 
 SEC("tc")

@@ -24,6 +24,9 @@
 #define STG_CHUNK 512
 #endif
 #define STG_MAX_SCAN (STG_CHUNK * 30)
+/* With bpf_loop() (5.17 on) one program run judges every chunk: the
+ * limit is then far above any packet (GRO, TSO and BIG TCP included). */
+#define STG_MAX_SCAN_LOOP (1U << 20)
 
 /* Slots of the "jmp" program array: the payload scanners. */
 enum stg_jmp {
@@ -105,7 +108,8 @@ struct stg_config {
 	__u32 mode;		/* enum stg_mode */
 	__u32 default_action;	/* enum stg_action */
 	__u32 flags;		/* STG_CFG_* */
-	__u32 pad;
+	__u32 scanner;		/* the scan programs loaded: 1 with
+				 * bpf_loop(), 0 chained (for status) */
 	__u64 ports[STG_PORT_WORDS]; /* guarded server ports, a bitmap */
 	__u64 tls_ports[STG_PORT_WORDS]; /* of those, implicit-TLS ports */
 };

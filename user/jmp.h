@@ -1,21 +1,54 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Filling the "jmp" program array: the programs the entry programs
- * tail-call. Shared by the loader and the packet tests. */
+/* Choosing the scan programs and filling the "jmp" program array with
+ * the programs the entry programs tail-call. Shared by the loader and the
+ * packet tests. */
 #ifndef STG_JMP_H
 #define STG_JMP_H
 
+#include <stdbool.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "starttls_guard.h"
 #include "starttls_guard.skel.h"
 
-/* Returns 0 or -errno. */
+enum stg_scanner {
+	STG_SCAN_AUTO = -1,	/* bpf_loop() where the kernel has it */
+	STG_SCAN_CHAIN = 0,	/* one chunk per run, chained by tail calls */
+	STG_SCAN_LOOP = 1,	/* every chunk in one run, with bpf_loop() */
+};
+
+/* 1 when the kernel has bpf_loop() for TC programs */
+static inline bool stg_has_loop(void)
+{
+	return libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_loop,
+				       NULL) == 1;
+}
+
+/* Before load: keep one pair of scan programs (the other is not loaded:
+ * a kernel without bpf_loop() would refuse it). Returns the pair kept. */
+static inline enum stg_scanner stg_pick_scanner(struct starttls_guard_bpf *skel,
+						enum stg_scanner want)
+{
+	bool loop = want == STG_SCAN_AUTO ? stg_has_loop() : want == STG_SCAN_LOOP;
+
+	bpf_program__set_autoload(skel->progs.stg_scan_cli_loop, loop);
+	bpf_program__set_autoload(skel->progs.stg_scan_srv_loop, loop);
+	bpf_program__set_autoload(skel->progs.stg_scan_cli, !loop);
+	bpf_program__set_autoload(skel->progs.stg_scan_srv, !loop);
+	skel->rodata->stg_max_scan = loop ? STG_MAX_SCAN_LOOP : STG_MAX_SCAN;
+	return loop ? STG_SCAN_LOOP : STG_SCAN_CHAIN;
+}
+
+/* After load. Returns 0 or -errno. */
 static inline int stg_fill_jmp(struct starttls_guard_bpf *skel)
 {
+	bool loop = bpf_program__autoload(skel->progs.stg_scan_cli_loop);
 	const struct bpf_program *progs[STG_JMP_MAX] = {
-		[STG_JMP_CLI] = skel->progs.stg_scan_cli,
-		[STG_JMP_SRV] = skel->progs.stg_scan_srv,
+		[STG_JMP_CLI] = loop ? skel->progs.stg_scan_cli_loop
+				     : skel->progs.stg_scan_cli,
+		[STG_JMP_SRV] = loop ? skel->progs.stg_scan_srv_loop
+				     : skel->progs.stg_scan_srv,
 		[STG_JMP_CHECK] = skel->progs.stg_check,
 		[STG_JMP_VIOLATION] = skel->progs.stg_violate,
 	};

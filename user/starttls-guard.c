@@ -393,6 +393,11 @@ static const char attach_usage[] =
 	"  -e, --enforce        reset violations (the default)\n"
 	"  -d, --default ACTION for hosts not in the host map: require-tls\n"
 	"                       (default), deny or exempt\n"
+	"      --scanner S      how payload is read: auto (default: loop where\n"
+	"                       the kernel has bpf_loop, 5.17 on, else chain),\n"
+	"                       loop (packets of any size), chain (tail calls:\n"
+	"                       a packet with more than 15360 bytes before TLS\n"
+	"                       is reset)\n"
 	"      --tc-mode MODE   auto (default: the mode an interface is already\n"
 	"                       attached with, else TCX where the kernel has it,\n"
 	"                       else clsact), tcx, clsact\n"
@@ -449,6 +454,8 @@ static int set_pins(struct bpf_object *obj)
 	char path[128];
 
 	bpf_object__for_each_map(map, obj) {
+		if (bpf_map__is_internal(map))
+			continue; /* .rodata: set per load, never shared */
 		snprintf(path, sizeof(path), "%s/%s", stg_pin_dir,
 			 bpf_map__name(map));
 		if (bpf_map__set_pin_path(map, path))
@@ -470,7 +477,8 @@ static int check_pins(struct bpf_object *obj, __u32 max_conns)
 		__u32 len = sizeof(info);
 		const char *field = NULL;
 		__u32 pinned = 0, now = 0;
-		int fd = map_get(bpf_map__name(map));
+		int fd = bpf_map__is_internal(map) ? -1
+						   : map_get(bpf_map__name(map));
 
 		if (fd < 0)
 			continue;
@@ -599,6 +607,7 @@ static int cmd_attach(int argc, char **argv)
 		{ "direction", required_argument, NULL, 'D' },
 		{ "midstream", required_argument, NULL, 'M' },
 		{ "max-connections", required_argument, NULL, 'C' },
+		{ "scanner", required_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -608,6 +617,7 @@ static int cmd_attach(int argc, char **argv)
 	__u64 ports[STG_PORT_WORDS] = {}, tls_ports[STG_PORT_WORDS] = {};
 	int mode = -1, def = -1, direction = -1, midstream = -1;
 	__u32 max_conns = 0;
+	enum stg_scanner scanner = STG_SCAN_AUTO;
 	enum stg_tc_want want = STG_WANT_AUTO;
 	struct starttls_guard_bpf *skel = NULL;
 	int nifs, *done = NULL, lock = -1, rc = 1, err;
@@ -681,6 +691,18 @@ static int cmd_attach(int argc, char **argv)
 			max_conns = n;
 			break;
 		}
+		case 'S':
+			if (!strcmp(optarg, "auto"))
+				scanner = STG_SCAN_AUTO;
+			else if (!strcmp(optarg, "loop"))
+				scanner = STG_SCAN_LOOP;
+			else if (!strcmp(optarg, "chain"))
+				scanner = STG_SCAN_CHAIN;
+			else
+				usage_error("attach", "bad --scanner '%s': "
+					    "expected auto, loop or chain",
+					    optarg);
+			break;
 		case 'M':
 			if (!strcmp(optarg, "judge"))
 				midstream = 0;
@@ -752,6 +774,12 @@ static int cmd_attach(int argc, char **argv)
 	}
 	if (max_conns)
 		bpf_map__set_max_entries(skel->maps.conns, max_conns);
+	if (scanner == STG_SCAN_LOOP && !stg_has_loop()) {
+		fail("--scanner loop: this kernel has no bpf_loop (it came "
+		     "in 5.17)");
+		goto out;
+	}
+	scanner = stg_pick_scanner(skel, scanner);
 	if (check_pins(skel->obj, max_conns))
 		goto out;
 	err = starttls_guard_bpf__load(skel);
@@ -787,6 +815,7 @@ static int cmd_attach(int argc, char **argv)
 					   STG_CFG_NO_OUTBOUND)) | direction;
 	if (midstream >= 0)
 		cfg.flags = (cfg.flags & ~STG_CFG_MIDSTREAM_PASS) | midstream;
+	cfg.scanner = scanner;
 	if (mode >= 0)
 		cfg.mode = mode;
 	if (def >= 0)
@@ -1078,6 +1107,11 @@ static int cmd_status(int argc, char **argv)
 	       cfg.flags & STG_CFG_NO_OUTBOUND ? "inbound" : "both");
 	printf("midstream:       %s\n",
 	       cfg.flags & STG_CFG_MIDSTREAM_PASS ? "pass" : "judge");
+	if (cfg.scanner == STG_SCAN_LOOP)
+		printf("scanner:         bpf_loop (packets of any size)\n");
+	else
+		printf("scanner:         tail calls (no bpf_loop in this kernel: "
+		       "%u bytes a packet before TLS)\n", STG_MAX_SCAN);
 	printf("interfaces:     ");
 	while (!bpf_map_get_next_key(ifmap, prev, &key)) {
 		struct stg_iface it;

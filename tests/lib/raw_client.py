@@ -7,6 +7,20 @@
       then QUIT, an abrupt close (FIN) or an abortive one (RST), in turn.
       Prints "OK N"; exit 0, or 1 when a session was reset or failed.
 
+  raw_client.py burst ADDR SIZE [--mail-inside]
+      After the greeting, EHLO lines of about 1000 bytes, SIZE bytes in
+      all, in one write (one TSO/GSO packet, or a GRO one at the server),
+      reading the replies as they come; then MAIL FROM (--mail-inside:
+      MAIL FROM in the middle of the write instead). Prints how many EHLOs
+      were answered. Exit 0 when every EHLO was answered and MAIL was
+      reset, 2 when MAIL was answered, 3 when reset before all the EHLOs
+      were answered, 1 other.
+
+  raw_client.py sendfile ADDR LINES
+      After the greeting, LINES written with sendfile() (the payload then
+      sits in page fragments of the socket buffer), then QUIT. Exit 0 when
+      every line was answered, 3 reset, 1 other.
+
   raw_client.py tfo ADDR LINES [--starttls]
       TCP Fast Open: LINES (with \\r\\n escapes) sent as data on the SYN;
       then, with --starttls, STARTTLS, TLS, and a message with LINES' token
@@ -56,8 +70,71 @@ def healthcheck(addr, n):
     return 0
 
 
+def unescape(lines):
+    return lines.encode().decode("unicode_escape").encode("latin-1")
+
+
+def burst(addr, size, mail_inside):
+    import threading
+    s = socket.create_connection((addr, 25), TIMEOUT)
+    f = s.makefile("rb")
+    reply(f)
+    line = b"EHLO " + b"b" * 993 + b"\r\n"
+    n = size // len(line)
+    data = line * n
+    if mail_inside:
+        data = line * (n // 2) + b"MAIL FROM:<alice@example.org>\r\n" + \
+            line * (n - n // 2)
+    got = [0]
+
+    def read():
+        try:
+            for _ in range(n):
+                reply(f)
+                got[0] += 1
+        except OSError:
+            pass
+
+    t = threading.Thread(target=read)
+    t.start()
+    try:
+        s.sendall(data)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    t.join(TIMEOUT * 3)
+    if got[0] < n:
+        print("RESET after %d of %d EHLOs" % (got[0], n))
+        return 3
+    try:
+        s.sendall(b"MAIL FROM:<alice@example.org>\r\n")
+        code, text = reply(f)
+    except (ConnectionError, OSError):
+        print("OK: %d EHLOs answered, MAIL reset" % n)
+        return 0
+    print("MAIL answered:", text.strip())
+    return 2
+
+
+def sendfile(addr, lines):
+    import tempfile
+    data = unescape(lines)
+    s = socket.create_connection((addr, 25), TIMEOUT)
+    f = s.makefile("rb")
+    reply(f)
+    with tempfile.TemporaryFile() as tf:
+        tf.write(data)
+        tf.seek(0)
+        s.sendfile(tf)
+    for _ in range(data.count(b"\n")):
+        reply(f)
+    s.sendall(b"QUIT\r\n")
+    reply(f)
+    print("OK answered")
+    return 0
+
+
 def tfo(addr, lines, starttls):
-    data = lines.encode().decode("unicode_escape").encode("latin-1")
+    data = unescape(lines)
     s = socket.socket(family(addr), socket.SOCK_STREAM)
     try:
         s.sendto(data, socket.MSG_FASTOPEN, (addr, 25))  # blocking: connects
@@ -106,9 +183,14 @@ def main():
     try:
         if sys.argv[1] == "healthcheck":
             return healthcheck(sys.argv[2], int(sys.argv[3]))
+        if sys.argv[1] == "burst":
+            return burst(sys.argv[2], int(sys.argv[3]),
+                         "--mail-inside" in sys.argv)
+        if sys.argv[1] == "sendfile":
+            return sendfile(sys.argv[2], sys.argv[3])
         if sys.argv[1] == "tfo":
             return tfo(sys.argv[2], sys.argv[3], "--starttls" in sys.argv)
-    except ConnectionResetError as e:
+    except (ConnectionResetError, BrokenPipeError) as e:
         print("RESET:", e)
         return 3
     except (OSError, ValueError) as e:
