@@ -78,6 +78,8 @@ struct stg_scan_ctx {
 	__s32 ingress;
 	__s32 ev;		/* SMTP_EV_* seen in this packet */
 	__u32 reason;		/* the violation found, for stg_violate */
+	__u32 slot;		/* the scan program for the payload (STG_JMP_*) */
+	__u32 first;		/* the one to start with */
 	__u8 buf[STG_CHUNK];
 };
 
@@ -414,7 +416,7 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	/* Bytes parsed to the end only up to STARTTLS's reply: after it the
 	 * client's are judged by their first bytes, the server's by its
 	 * first (stg_check), however large the packet. */
-	if (!x || (p->pay_len - skip > stg_max_scan &&
+	if (!x || (p->pay_len - skip > stg_max_scan + c->smtp.skip &&
 		   c->smtp.phase <= STG_STARTTLS_SENT))
 		goto uninspectable;
 	x->pkt = *p;
@@ -423,6 +425,12 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	x->end_seq = end;
 	x->ingress = ingress;
 	x->ev = 0;
+	x->slot = !p->c2s ? STG_JMP_SRV :
+		  (c->smtp.policy & SMTP_P_AUTH_ONLY) ? STG_JMP_CLI_AUTH :
+							 STG_JMP_CLI;
+	/* a message body (auth-only, chained scanning: read apart) */
+	x->first = c->smtp.body && stg_max_scan == STG_MAX_SCAN ? STG_JMP_BODY
+								 : x->slot;
 	bpf_tail_call(skb, &jmp, STG_JMP_CHECK);
 	/* Not reached unless the tail call failed. */
 uninspectable:
@@ -463,6 +471,11 @@ stg_track(const struct stg_pkt *p, const struct stg_config *cfg,
 		/* Implicit TLS: the client's first bytes must be its hello. */
 		c.smtp.phase = STG_TLS_GO;
 	}
+	if (action == STG_ACT_AUTH_ONLY ||
+	    stg_port_in(cfg->auth_ports, p->key.srv_port))
+		c.smtp.policy |= SMTP_P_AUTH_ONLY;
+	if (cfg->flags & STG_CFG_ONE_WAY)
+		c.smtp.policy |= SMTP_P_ONE_WAY;
 	stg_count(STG_C_CONNECTIONS);
 	if (bpf_map_update_elem(&conns, &p->key, &c, BPF_ANY))
 		return NULL;
@@ -792,7 +805,7 @@ int stg_check(struct __sk_buff *skb)
 					     x->ingress);
 		}
 	}
-	bpf_tail_call(skb, &jmp, x->pkt.c2s ? STG_JMP_CLI : STG_JMP_SRV);
+	bpf_tail_call(skb, &jmp, x->first);
 	stg_count(STG_C_UNINSPECTABLE);
 	return TC_ACT_SHOT;
 }
@@ -806,17 +819,38 @@ int stg_check(struct __sk_buff *skb)
  * run takes one chunk and tail-calls itself for the next, STG_MAX_SCAN
  * bytes at most (stg_max_scan tells stg_inspect which).
  */
+/* Which bytes a scan program reads (a constant in each: the code for
+ * each is apart, and the verifier walks only its own). */
+enum stg_kind {
+	STG_K_SRV = 0,		/* server bytes */
+	STG_K_CLI = 1,		/* client bytes, policy encrypt */
+	STG_K_CLI_AUTH = 2,	/* client bytes, policy auth-only */
+	STG_K_BODY = 3,		/* client bytes of a message body (auth-only) */
+};
+
 /* Judge the next @chunk bytes (a power of two, STG_CHUNK at most) of the
  * payload; x->pos moves past them. Returns SMTP_OK or the violation
  * (STG_R_UNINSPECTABLE when unreadable). */
 static __always_inline __u32 stg_scan_chunk(struct __sk_buff *skb,
 					    struct stg_scan_ctx *x,
-					    struct smtp_state *s, const int c2s,
-					    const __u32 chunk)
+					    struct smtp_state *s,
+					    const struct smtp_upgrade *up,
+					    const int kind, const __u32 chunk)
 {
-	__u32 reason;
+	const int c2s = kind != STG_K_SRV, auth = kind >= STG_K_CLI_AUTH;
+	__u32 reason, i;
 	__u64 n;
 
+	if (auth && s->skip) {
+		/* Inside a BDAT chunk: skipped, not read. */
+		n = x->stop - x->pos;
+		if (n > s->skip)
+			n = s->skip;
+		s->skip -= n;
+		x->pos += n;
+		if (x->pos >= x->stop)
+			return SMTP_OK;
+	}
 	/* 64-bit, so that the bounds checked are those of the register
 	 * passed to the helper (1 <= n <= chunk) */
 	n = x->stop > x->pos ? x->stop - x->pos : 0;
@@ -831,16 +865,30 @@ static __always_inline __u32 stg_scan_chunk(struct __sk_buff *skb,
 	n += 1;
 	if (bpf_skb_load_bytes(skb, x->pos, x->buf, n))
 		return STG_R_UNINSPECTABLE;
-	for (__u32 i = 0; i < chunk; i++) {
-		if (i >= n || smtp_done(s, c2s))
-			break; /* after a TLS record header: not parsed */
-		reason = c2s ? smtp_client_byte(s, x->buf[i])
-			     : smtp_server_byte(s, x->buf[i], &x->ev);
-		if (reason)
-			return reason;
-		stg_barrier();
+	/* Each loop stops where the bytes are to be read another way: a
+	 * message body's end, a BDAT chunk (both auth-only), a TLS record
+	 * header (not parsed); the next chunk starts there. */
+	if (kind == STG_K_BODY) {
+		for (i = 0; i < chunk; i++) {
+			if (i >= n || !s->body)
+				break;
+			reason = smtp_body_byte(s, x->buf[i]);
+			if (reason)
+				return reason;
+			stg_barrier();
+		}
+	} else {
+		for (i = 0; i < chunk; i++) {
+			if (i >= n || smtp_done(s, c2s) || (auth && s->skip))
+				break;
+			reason = c2s ? smtp_client_byte(s, x->buf[i], up, auth)
+				     : smtp_server_byte(s, x->buf[i], &x->ev);
+			if (reason)
+				return reason;
+			stg_barrier();
+		}
 	}
-	x->pos += n;
+	x->pos += i;
 	return SMTP_OK;
 }
 
@@ -859,8 +907,7 @@ static __always_inline int stg_scan_end(struct __sk_buff *skb,
 					__u32 reason, const int c2s)
 {
 	if (!reason && c2s)
-		reason = smtp_client_end(&c->smtp);
-
+		reason = smtp_client_end(&c->smtp, &cfg->upgrade);
 	if (!reason) {
 		if (c2s)
 			c->cli_nxt = x->end_seq;
@@ -900,8 +947,9 @@ static __always_inline int stg_scan_begin(struct stg_scan_ctx **x,
 
 /* Chained: one chunk per run. */
 static __always_inline int stg_scan_chain(struct __sk_buff *skb,
-					  const int c2s)
+					  const int kind)
 {
+	const int c2s = kind != STG_K_SRV;
 	struct stg_scan_ctx *x;
 	struct stg_config *cfg;
 	struct stg_conn *c;
@@ -909,9 +957,10 @@ static __always_inline int stg_scan_chain(struct __sk_buff *skb,
 
 	if (stg_scan_begin(&x, &cfg, &c))
 		return TC_ACT_SHOT;
-	reason = stg_scan_chunk(skb, x, &c->smtp, c2s, STG_CHUNK);
+	reason = stg_scan_chunk(skb, x, &c->smtp, &cfg->upgrade, kind,
+				STG_CHUNK);
 	if (!reason && !stg_scan_over(x, &c->smtp, c2s)) {
-		bpf_tail_call(skb, &jmp, c2s ? STG_JMP_CLI : STG_JMP_SRV);
+		bpf_tail_call(skb, &jmp, c->smtp.body ? STG_JMP_BODY : x->slot);
 		reason = STG_R_UNINSPECTABLE; /* out of tail calls */
 	}
 	return stg_scan_end(skb, x, c, cfg, reason, c2s);
@@ -920,71 +969,123 @@ static __always_inline int stg_scan_chain(struct __sk_buff *skb,
 SEC("tc")
 int stg_scan_cli(struct __sk_buff *skb)
 {
-	return stg_scan_chain(skb, 1);
+	return stg_scan_chain(skb, STG_K_CLI);
+}
+
+SEC("tc")
+int stg_scan_cli_auth(struct __sk_buff *skb)
+{
+	return stg_scan_chain(skb, STG_K_CLI_AUTH);
+}
+
+SEC("tc")
+int stg_scan_body(struct __sk_buff *skb)
+{
+	return stg_scan_chain(skb, STG_K_BODY);
 }
 
 SEC("tc")
 int stg_scan_srv(struct __sk_buff *skb)
 {
-	return stg_scan_chain(skb, 0);
+	return stg_scan_chain(skb, STG_K_SRV);
 }
 
 /* With bpf_loop(): every chunk in one run. The verifier walks a
  * callback's loop with less room than a program's: smaller chunks. */
 #define STG_LOOP_CHUNK 128
 
+/* What the callbacks get. Unchanged by them (the verifier then needs to
+ * walk a callback only once or twice): what they find goes to x->reason,
+ * in map memory. */
 struct stg_loop {
 	struct __sk_buff *skb;
 	struct stg_scan_ctx *x;
 	struct smtp_state *s;
-	__u32 reason;
+	const struct smtp_upgrade *up;
 };
 
-static __always_inline long stg_loop_step(struct stg_loop *l, const int c2s)
+/* Returns 1 to stop: a violation, the payload's end, or (auth-only) where
+ * a body starts or ends. */
+static __always_inline long stg_loop_step(struct stg_loop *l, const int kind)
 {
-	l->reason = stg_scan_chunk(l->skb, l->x, l->s, c2s, STG_LOOP_CHUNK);
-	return l->reason || stg_scan_over(l->x, l->s, c2s);
+	struct stg_scan_ctx *x = l->x;
+
+	x->reason = stg_scan_chunk(l->skb, x, l->s, l->up, kind,
+				   STG_LOOP_CHUNK);
+	return x->reason || stg_scan_over(x, l->s, kind != STG_K_SRV) ||
+	       (kind >= STG_K_CLI_AUTH && !l->s->body != (kind != STG_K_BODY));
 }
 
 static long stg_loop_cli(__u32 i __attribute__((unused)), void *l)
 {
-	return stg_loop_step(l, 1);
+	return stg_loop_step(l, STG_K_CLI);
+}
+
+static long stg_loop_cli_auth(__u32 i __attribute__((unused)), void *l)
+{
+	return stg_loop_step(l, STG_K_CLI_AUTH);
+}
+
+static long stg_loop_body(__u32 i __attribute__((unused)), void *l)
+{
+	return stg_loop_step(l, STG_K_BODY);
 }
 
 static long stg_loop_srv(__u32 i __attribute__((unused)), void *l)
 {
-	return stg_loop_step(l, 0);
+	return stg_loop_step(l, STG_K_SRV);
 }
 
 static __always_inline int stg_scan_loop(struct __sk_buff *skb,
-					 const int c2s)
+					 const int kind)
 {
-	struct stg_loop l = { .skb = skb, .reason = STG_R_UNINSPECTABLE };
+	struct stg_loop l = { .skb = skb };
+	const int c2s = kind != STG_K_SRV;
 	struct stg_config *cfg;
 	struct stg_conn *c;
-	__u32 chunks;
+	__u32 steps, reason = 0;
 
 	if (stg_scan_begin(&l.x, &cfg, &c))
 		return TC_ACT_SHOT;
 	l.s = &c->smtp;
-	chunks = (l.x->stop - l.x->pos + STG_LOOP_CHUNK - 1) / STG_LOOP_CHUNK;
-	if (bpf_loop(chunks, c2s ? stg_loop_cli : stg_loop_srv, &l, 0) < 0)
-		l.reason = STG_R_UNINSPECTABLE;
-	else if (!l.reason && !stg_scan_over(l.x, l.s, c2s))
-		l.reason = STG_R_UNINSPECTABLE;
-	return stg_scan_end(skb, l.x, c, cfg, l.reason, c2s);
+	l.up = &cfg->upgrade;
+	l.x->reason = 0;
+	/* Each step takes a chunk, or less where the reading changes (a
+	 * BDAT chunk, the end of a body), and at least a byte. A client
+	 * packet under auth-only may end a body and go on with commands (a
+	 * body starts only after the server's 354). */
+	steps = l.x->stop - l.x->pos;
+	if (kind == STG_K_CLI_AUTH && l.s->body &&
+	    bpf_loop(steps, stg_loop_body, &l, 0) < 0)
+		reason = STG_R_UNINSPECTABLE;
+	if (!reason && !l.x->reason && !stg_scan_over(l.x, l.s, c2s) &&
+	    bpf_loop(steps, kind == STG_K_SRV ? stg_loop_srv :
+			    kind == STG_K_CLI ? stg_loop_cli : stg_loop_cli_auth,
+		     &l, 0) < 0)
+		reason = STG_R_UNINSPECTABLE;
+	if (!reason)
+		reason = l.x->reason;
+	if (!reason && !stg_scan_over(l.x, l.s, c2s))
+		reason = STG_R_UNINSPECTABLE;
+	return stg_scan_end(skb, l.x, c, cfg, reason, c2s);
 }
 
 SEC("tc")
 int stg_scan_cli_loop(struct __sk_buff *skb)
 {
-	return stg_scan_loop(skb, 1);
+	return stg_scan_loop(skb, STG_K_CLI);
+}
+
+SEC("tc")
+int stg_scan_cli_auth_loop(struct __sk_buff *skb)
+{
+	return stg_scan_loop(skb, STG_K_CLI_AUTH);
 }
 
 SEC("tc")
 int stg_scan_srv_loop(struct __sk_buff *skb)
 {
-	return stg_scan_loop(skb, 0);
+	return stg_scan_loop(skb, STG_K_SRV);
 }
 
 SEC("tc")

@@ -34,6 +34,8 @@ enum stg_jmp {
 	STG_JMP_SRV = 1,	/* stg_scan_srv: server bytes */
 	STG_JMP_CHECK = 2,	/* stg_check: headers, before the scan */
 	STG_JMP_VIOLATION = 3,	/* stg_violate: a violation the scan found */
+	STG_JMP_CLI_AUTH = 4,	/* client bytes under policy auth-only */
+	STG_JMP_BODY = 5,	/* a message body's bytes (auth-only) */
 	STG_JMP_MAX,
 };
 
@@ -42,6 +44,7 @@ enum stg_action {
 	STG_ACT_REQUIRE_TLS = 0,
 	STG_ACT_DENY = 1,
 	STG_ACT_EXEMPT = 2,
+	STG_ACT_AUTH_ONLY = 3,	/* judged with policy auth-only */
 };
 
 enum stg_mode {
@@ -63,6 +66,7 @@ enum stg_reason {
 	STG_R_AFTER_REFUSED = SMTP_V_AFTER_REFUSED,
 	STG_R_UNSOLICITED_REPLY = SMTP_V_UNSOLICITED_REPLY,
 	STG_R_SERVER_NOT_TLS = SMTP_V_SERVER_NOT_TLS,
+	STG_R_AMBIGUOUS_END = SMTP_V_AMBIGUOUS_END,
 	STG_R_DENIED_HOST = SMTP_V_MAX,	/* host in the map with action deny */
 	STG_R_UNINSPECTABLE,		/* payload that could not be judged: too
 					 * much of it, or unreadable */
@@ -112,11 +116,14 @@ struct stg_config {
 				 * bpf_loop(), 0 chained (for status) */
 	__u64 ports[STG_PORT_WORDS]; /* guarded server ports, a bitmap */
 	__u64 tls_ports[STG_PORT_WORDS]; /* of those, implicit-TLS ports */
+	__u64 auth_ports[STG_PORT_WORDS]; /* of those, policy auth-only */
+	struct smtp_upgrade upgrade;	/* verbs taken as STARTTLS */
 };
 
 #define STG_CFG_NO_INBOUND 0x1	/* --direction outbound */
 #define STG_CFG_NO_OUTBOUND 0x2	/* --direction inbound */
 #define STG_CFG_MIDSTREAM_PASS 0x4 /* --midstream pass */
+#define STG_CFG_ONE_WAY 0x8	/* --one-way: server packets not seen */
 
 /* A connection, normalised so that the server is the side on a guarded
  * port. IPv4 addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). Addresses in

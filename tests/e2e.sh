@@ -348,7 +348,7 @@ t_big() {
 	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
 	# Kernels before 5.17 have the chained scanner only: the last part.
 	guard_srv status | grep -q "scanner: *bpf_loop" || { _t_big_chain; return; }
-	out=$(raw burst "$LAB_SRV4" 65536) || { echo "GSO burst: $out"; return 1; }
+	out=$(raw burst "$LAB_SRV4" 65536) || { echo "GSO burst: $out"; guard_srv stats | grep -v " 0$"; return 1; }
 	out=$(raw burst "$LAB_SRV4" 65536 --mail-inside)
 	rc=$?
 	[ $rc = 3 ] || { echo "MAIL inside a GSO burst: exit $rc: $out"; return 1; }
@@ -365,7 +365,7 @@ t_big() {
 	lab_srv timeout 20 tcpdump -i "$LAB_SRV_IF" -nn -q -c 200 \
 		"tcp dst port 25 and greater 3000" >"$LAB_DIR/gro" 2>/dev/null &
 	sleep 1
-	out=$(raw burst "$LAB_SRV4" 65536) || { echo "GRO burst: $out"; return 1; }
+	out=$(raw burst "$LAB_SRV4" 65536) || { echo "GRO burst: $out"; guard_srv stats | grep -v " 0$"; return 1; }
 	wait
 	seen=$(grep -c "tcp [0-9]" "$LAB_DIR/gro")
 	[ "$seen" -gt 0 ] || { echo "no GRO packet larger than 3000 bytes seen"; return 1; }
@@ -404,6 +404,36 @@ t_sendfile() {
 	[ $? = 3 ] || { echo "MAIL with sendfile not reset: $out"; return 1; }
 	[ "$(counter "$LAB_SRV_NS" resets_by_reason.plaintext_command)" = 1 ] ||
 		{ guard_srv stats; return 1; }
+}
+
+# Policy auth-only: plaintext mail delivers (DATA and BDAT, with an AUTH
+# line inside the message), AUTH before TLS is reset before Postfix reads
+# it; the policy per port and per host.
+t_auth_only() {
+	local t=tok$RANDOM$RANDOM out
+	guard_srv attach "$LAB_SRV_IF" --port 25:auth-only >/dev/null || return 1
+	guard_srv status | grep -q "ports: *25 (auth-only)" || { guard_srv status; return 1; }
+	expect 0 "smtplib plaintext under auth-only" \
+		lab_smtp_client --server "$LAB_SRV4" --token "p$t" || return 1
+	lab_wait_delivered "p$t" || { echo "plaintext message not delivered"; return 1; }
+	out=$(raw bdat "$LAB_SRV4" "b$t") || { echo "BDAT: $out"; return 1; }
+	lab_wait_delivered "b$t" || { echo "BDAT message not delivered"; return 1; }
+	lab_log_mark
+	out=$(raw auth "$LAB_SRV4")
+	[ $? = 3 ] || { echo "AUTH before TLS not reset: $out"; return 1; }
+	lab_log_wait_disconnect "$LAB_CLI4" || { lab_log; return 1; }
+	! _lab_smtpd_lines "$LAB_CLI4" | grep -q "auth=" ||
+		{ echo "Postfix read the AUTH:"; lab_log; return 1; }
+	[ "$(counter "$LAB_SRV_NS" resets_by_reason.plaintext_command)" = 1 ] ||
+		{ guard_srv stats; return 1; }
+	# back to encrypt for the port; one host auth-only
+	guard_srv attach "$LAB_SRV_IF" --policy encrypt >/dev/null || return 1
+	expect 3 "plaintext under encrypt" \
+		lab_smtp_client --server "$LAB_SRV4" --token "e$t" || return 1
+	guard_srv allow add "$LAB_CLI4" --auth-only >/dev/null || return 1
+	expect 0 "plaintext from an auth-only host" \
+		lab_smtp_client --server "$LAB_SRV4" --token "h$t" || return 1
+	lab_wait_delivered "h$t" || { echo "not delivered"; return 1; }
 }
 
 # Network namespaces: a clsact attachment is detached from inside its
@@ -541,6 +571,7 @@ run_test "health checks leave the table at its baseline (case 28)" t_healthcheck
 run_test "data on the SYN (TCP Fast Open) is judged (case 27)" _t_tfo
 run_test "big packets: GSO and GRO, every line judged (cases 34, 36, 37)" _t_big
 run_test "payload in page fragments: sendfile (case 31)" t_sendfile
+run_test "policy auth-only: per port and per host, DATA and BDAT" t_auth_only
 run_test "network namespaces: detach reaches clsact, ip netns exec refused" t_netns
 run_test "detach --force: a copy it cannot reach passes traffic" t_forgotten
 run_test "attachments that change under the guard" t_changes

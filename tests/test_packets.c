@@ -1388,6 +1388,105 @@ static void t_implicit_tls(void)
 	check(phase(&c) == STG_TLS, "port 25: phase %d", phase(&c));
 }
 
+/* Set auth-only on port 25, or the verbs taken as STARTTLS, or one-way. */
+static void set_cfg(bool auth_only, const char *upgrade_verb, __u32 flags)
+{
+	struct stg_config cfg;
+	__u32 zero = 0;
+	int fd = bpf_map__fd(skel->maps.settings);
+
+	bpf_map_lookup_elem(fd, &zero, &cfg);
+	if (auth_only)
+		cfg.auth_ports[25 >> 6] |= 1ULL << (25 & 63);
+	if (upgrade_verb)
+		smtp_pack_verb(upgrade_verb, cfg.upgrade.verb[1]);
+	cfg.flags |= flags;
+	bpf_map_update_elem(fd, &zero, &cfg, 0);
+}
+
+/* Policy auth-only: mail in plaintext passes, bodies are followed (DATA,
+ * BDAT), AUTH before TLS is reset. */
+static void t_auth_only(void)
+{
+	struct tconn c = conn4(43100);
+
+	set_cfg(true, NULL, 0);
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+		      == PASS, "pipelined transaction");
+	check(srv(&c, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
+		      == PASS, "354");
+	check(cli(&c, "Subject: hi\r\n\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n") == PASS,
+	      "AUTH inside a body");
+	check(cli(&c, ".\r\nNOOP\r\n") == PASS, "end of data, NOOP");
+	check(srv(&c, "250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n") == PASS,
+	      "replies");
+	/* BDAT: chunks skipped by count, one spanning segments */
+	check(cli(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 30 LAST\r\nAUTH PLAIN x\r\n") == PASS,
+	      "BDAT and the start of its chunk");
+	check(cli(&c, "AUTH PLAIN yyyyyy\r\nRSET\r\n") == PASS,
+	      "the rest of the chunk and RSET");
+	check(srv(&c, "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n") == PASS,
+	      "replies");
+	check(cli(&c, "AUTH LOGIN\r\n") == OK, "AUTH not reset");
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "plaintext_command");
+
+	/* SMTP smuggling: an end of data servers read apart */
+	c = conn4(43101);
+	to_ehlo(&c);
+	cli(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	srv(&c, "250 ok\r\n250 ok\r\n354 go\r\n");
+	check(cli(&c, "body\r\n.\rAUTH PLAIN x\r\n.\r\n") == OK,
+	      "ambiguous end of data passed");
+	check(resets(STG_R_AMBIGUOUS_END) == 1, "ambiguous_end_of_data");
+
+	/* a host given auth-only in the host map, port 25 encrypt */
+	reset_maps();
+	host_set("192.0.2.10", 32, STG_ACT_AUTH_ONLY);
+	c = conn4(43102);
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@b>\r\n") == PASS, "MAIL of an auth-only host");
+	c = conn4(43103);
+	inet_pton(AF_INET, "192.0.2.11", c.cli + 12);
+	to_ehlo(&c);
+	check(cli(&c, "MAIL FROM:<a@b>\r\n") == OK, "MAIL of another host");
+}
+
+/* Verbs taken as STARTTLS (case 25); one-way. */
+static void t_upgrade_verbs(void)
+{
+	struct tconn c = conn4(43200);
+
+	set_cfg(false, "X-ANONYMOUSTLS", 0);
+	to_ehlo(&c);
+	check(cli(&c, "X-ANONYMOUSTLS\r\n") == PASS, "X-ANONYMOUSTLS");
+	check(srv(&c, "220 2.0.0 SMTP server ready\r\n") == PASS, "220");
+	check(sendn(&c, 1, hello, sizeof(hello) - 1) == PASS, "hello");
+	check(sendn(&c, 0, server_hello, sizeof(server_hello) - 1) == PASS,
+	      "server hello");
+	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
+	c = conn4(43201);
+	to_ehlo(&c);
+	check(cli(&c, "X-ANONYMOUSTLS\r\nMAIL FROM:<a@b>\r\n") == OK,
+	      "injection after X-ANONYMOUSTLS passed");
+	check(resets(STG_R_STARTTLS_INJECTION) == 1, "starttls_injection");
+
+	reset_maps();
+	set_cfg(false, NULL, STG_CFG_ONE_WAY);
+	c = conn4(43202);
+	handshake(&c);
+	check(cli(&c, "EHLO c.example.org\r\n") == PASS, "EHLO");
+	check(cli(&c, "STARTTLS\r\n") == PASS, "STARTTLS");
+	check(sendn(&c, 1, hello, sizeof(hello) - 1) == PASS, "hello");
+	check(phase(&c) == STG_TLS, "one-way: phase %d, want tls", phase(&c));
+	c = conn4(43203);
+	handshake(&c);
+	cli(&c, "EHLO c.example.org\r\n");
+	cli(&c, "STARTTLS\r\n");
+	check(cli(&c, "MAIL FROM:<a@b>\r\n") == OK, "one-way: MAIL passed");
+	check(resets(STG_R_AFTER_REFUSED) == 1, "one-way: counted as refused");
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1427,6 +1526,8 @@ static const struct {
 	{ "data on a SYN is judged (case 27)", t_tfo },
 	{ "--direction inbound/outbound", t_direction },
 	{ "implicit-TLS ports", t_implicit_tls },
+	{ "policy auth-only: bodies followed, AUTH reset", t_auth_only },
+	{ "upgrade verbs (case 25), one-way", t_upgrade_verbs },
 };
 
 int main(int argc, char **argv)

@@ -71,6 +71,8 @@ struct tcase {
 	const char *name;
 	struct step steps[MAX_STEPS];
 	int phase;		/* PH(final phase) or 0 */
+	int policy;		/* SMTP_P_* of the connection */
+	const char *upgrade;	/* a verb taken as STARTTLS, or NULL */
 };
 
 /* A step from a string literal (embedded NULs allowed: the length is the
@@ -171,6 +173,9 @@ static const char *escape(const char *p, size_t n, size_t max)
 	return o;
 }
 
+/* The verbs taken as STARTTLS: none but for the cases that set some. */
+static struct smtp_upgrade upgrade;
+
 struct fed {
 	int verdict;
 	size_t at;		/* offset of the violation in the segment */
@@ -184,14 +189,14 @@ static struct fed feed_client(struct smtp_state *s, const char *p, size_t n)
 	size_t i;
 
 	for (i = 0; i < n && !smtp_done(s, 1); i++) {
-		r.verdict = smtp_client_byte(s, (__u8)p[i]);
+		r.verdict = smtp_client_feed(s, (__u8)p[i], &upgrade);
 		if (r.verdict) {
 			r.verdict = smtp_client_name(s, r.verdict);
 			r.at = i;
 			return r;
 		}
 	}
-	r.verdict = smtp_client_name(s, smtp_client_end(s));
+	r.verdict = smtp_client_name(s, smtp_client_end(s, &upgrade));
 	r.at = n;
 	return r;
 }
@@ -260,6 +265,10 @@ static const char *run_case(const struct tcase *t)
 	int reset = 0, i;
 
 	smtp_init(&s, 0);
+	s.policy = t->policy;
+	memset(&upgrade, 0, sizeof(upgrade));
+	if (t->upgrade && smtp_pack_verb(t->upgrade, upgrade.verb[0]))
+		return why("bad upgrade verb %s", t->upgrade);
 	for (i = 0; i < MAX_STEPS && t->steps[i].dir; i++) {
 		const struct step *st = &t->steps[i];
 		size_t n = st->len < 0 ? strlen(st->data) : (size_t)st->len;
@@ -354,7 +363,7 @@ static const struct tcase cases[] = {
 	    S("220 go\r\n", OK, .phase = PH(STG_TLS_GO)), HELLO },
 	  .phase = PH(STG_TLS) },
 	{ .name = "STARTTLSX (longer than any verb) is a plaintext_command",
-	  .steps = { GREETING, EHLO_OK, C("STARTTLSX\r\n", V_PLAIN, .at = AT(8)) } },
+	  .steps = { GREETING, EHLO_OK, C("STARTTLSX\r\n", V_PLAIN, .at = AT(9)) } },
 	{ .name = "EHLOX (an allowed verb plus a letter) is a plaintext_command",
 	  .steps = { GREETING, C("EHLOX x\r\n", V_PLAIN, .at = AT(5)) } },
 	{ .name = "bit 7 set on a letter: \\xc5HLO is no EHLO",
@@ -663,6 +672,119 @@ static const struct tcase cases[] = {
 	  .phase = PH(STG_TLS) },
 	{ .name = "case 25: X-ANONYMOUSTLS (Exchange) is a plaintext_command",
 	  .steps = { GREETING, EHLO_OK, C("X-ANONYMOUSTLS\r\n", V_PLAIN) } },
+	{ .name = "case 25: X-ANONYMOUSTLS as an upgrade verb: 220, hello -> TLS",
+	  .upgrade = "X-ANONYMOUSTLS",
+	  .steps = { GREETING, EHLO_OK,
+	    C("x-anonymoustls\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),
+	    S("220 2.0.0 SMTP server ready\r\n", OK, .phase = PH(STG_TLS_GO)),
+	    HELLO },
+	  .phase = PH(STG_TLS) },
+	{ .name = "an upgrade verb split X-ANONY | MOUSTLS, then injection caught",
+	  .upgrade = "X-ANONYMOUSTLS",
+	  .steps = { GREETING, EHLO_OK, C("X-ANONY", OK),
+	    C("MOUSTLS\r\nMAIL FROM:<a@b>\r\n", V_INJECT) } },
+	{ .name = "an upgrade verb refused: plaintext rules again",
+	  .upgrade = "X-ANONYMOUSTLS",
+	  .steps = { GREETING, EHLO_OK, C("X-ANONYMOUSTLS\r\n", OK),
+	    S("500 5.3.3 Unrecognized command\r\n", OK, .ev = SMTP_EV_REFUSED),
+	    C("MAIL FROM:<a@b>\r\n", V_REFUSED) } },
+	{ .name = "a longer verb than the upgrade verb is a plaintext_command",
+	  .upgrade = "X-ANONYMOUSTLS",
+	  .steps = { GREETING, EHLO_OK, C("X-ANONYMOUSTLSX\r\n", V_PLAIN) } },
+
+	/* Policy auth-only: only AUTH before TLS; bodies followed */
+	{ .name = "auth-only: a whole plaintext transaction passes, AUTH in its body too",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK,
+	    C("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", OK),
+	    S("250 ok\r\n250 ok\r\n354 go ahead\r\n", OK),
+	    C("Subject: x\r\n\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n..dot\r\n.\r\n", OK),
+	    S("250 queued\r\n", OK), C("QUIT\r\n", OK), S("221 bye\r\n", OK) },
+	  .phase = PH(STG_PLAIN) },
+	{ .name = "auth-only: AUTH before TLS is a plaintext_command",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK,
+	    C("auth login\r\n", V_PLAIN, .at = AT(4)) } },
+	{ .name = "auth-only: AUTH after a body is caught",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("MAIL FROM:<a@b>\r\n", OK),
+	    S("250 ok\r\n", OK), C("RCPT TO:<c@d>\r\n", OK),
+	    S("250 ok\r\n", OK), C("DATA\r\n", OK), S("354 go\r\n", OK),
+	    C("body\r\n.\r\nAUTH PLAIN AGFs\r\n", V_PLAIN) } },
+	{ .name = "auth-only: a body ended by LF . LF, then AUTH: caught",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("DATA\r\n", OK), S("354 go\r\n", OK),
+	    C("body\n.\nAUTH PLAIN AGFs\r\n", V_PLAIN) } },
+	{ .name = "auth-only: \\r\\n.\\r then more (smuggling) is ambiguous_end_of_data",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("DATA\r\n", OK), S("354 go\r\n", OK),
+	    C("body\r\n.\rAUTH PLAIN AGFs\r\n", SMTP_V_AMBIGUOUS_END) } },
+	{ .name = "auth-only: a dot after a bare CR is ambiguous_end_of_data",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("DATA\r\n", OK), S("354 go\r\n", OK),
+	    C("body\r.\r\n", SMTP_V_AMBIGUOUS_END) } },
+	{ .name = "auth-only: the body's end split over segments",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("DATA\r\n", OK), S("354 go\r\n", OK),
+	    C("line\r", OK), C("\n.", OK), C("\r", OK), C("\nAU", V_PLAIN) } },
+	{ .name = "auth-only: DATA refused (554): the next lines are commands",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("DATA\r\n", OK),
+	    S("554 5.5.1 Error: no valid recipients\r\n", OK),
+	    C("AUTH PLAIN AGFs\r\n", V_PLAIN) } },
+	{ .name = "auth-only: a body sent before the 354 is read as commands",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK,
+	    C("DATA\r\nAUTH PLAIN AGFs\r\n", V_PLAIN) } },
+	{ .name = "auth-only: BDAT chunks skipped by count, next command in the same segment",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK,
+	    C("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 16\r\nAUTH PLAIN x\r\n.\nBDAT 8 LAST\r\n\r\n.\r\nxyzNOOP\r\n", OK),
+	    S("250 ok\r\n250 ok\r\n250 16 octets\r\n250 queued\r\n250 ok\r\n", OK) },
+	  .phase = PH(STG_PLAIN) },
+	{ .name = "auth-only: a BDAT chunk over segments, then AUTH caught",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("BDAT 10 LAST\r\nAUTH ", OK),
+	    C("PLA", OK), C("IN\r\nAUTH PLAIN x\r\n", V_PLAIN, .at = AT(8)) } },
+	{ .name = "auth-only: BDAT with a size that is not plain digits is a violation",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("BDAT 1x\r\n", V_PLAIN) } },
+	{ .name = "auth-only: BDAT without a size is a violation",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("BDAT\r\n", V_PLAIN) } },
+	{ .name = "auth-only: BDAT with a size past 2^31 is a violation",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("BDAT 99999999999 LAST\r\n", V_PLAIN) } },
+	{ .name = "auth-only: a segment ending in AU is caught, MA is not",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, C("MA", OK), C("IL FROM:<a@b>\r\n", OK),
+	    C("AU", V_PLAIN) } },
+	{ .name = "auth-only: STARTTLS, 220, hello -> TLS",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK, STARTTLS_220, HELLO },
+	  .phase = PH(STG_TLS) },
+	{ .name = "auth-only: injection after STARTTLS still caught",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK,
+	    C("STARTTLS\r\nMAIL FROM:<a@b>\r\n", V_INJECT) } },
+
+	/* One-way: the server's packets are not seen */
+	{ .name = "one-way: STARTTLS and a hello upgrade without the 220",
+	  .policy = SMTP_P_ONE_WAY,
+	  .steps = { C("EHLO x\r\n", OK), C("STARTTLS\r\n", OK),
+	    C("\x16\x03\x01\x00\x05", OK) },
+	  .phase = PH(STG_TLS) },
+	{ .name = "one-way: STARTTLS then plaintext: refused, MAIL caught",
+	  .policy = SMTP_P_ONE_WAY,
+	  .steps = { C("EHLO x\r\n", OK), C("STARTTLS\r\n", OK),
+	    C("EHLO x\r\n", OK), C("MAIL FROM:<a@b>\r\n", V_REFUSED) } },
+	{ .name = "one-way: STARTTLS, a hello header, then plaintext: not_tls_after_220",
+	  .policy = SMTP_P_ONE_WAY,
+	  .steps = { C("EHLO x\r\n", OK), C("STARTTLS\r\n", OK),
+	    C("\x16MAIL", V_NOT_TLS) } },
+	{ .name = "one-way: MAIL without STARTTLS is caught",
+	  .policy = SMTP_P_ONE_WAY,
+	  .steps = { C("EHLO x\r\n", OK), C("MAIL FROM:<a@b>\r\n", V_PLAIN) } },
 	{ .name = "an unsolicited 220 after the greeting is unsolicited_reply",
 	  .steps = { GREETING, S("220 mx.example.org again\r\n", V_UNSOLICITED) } },
 	{ .name = "a second reply to STARTTLS (250 then a forged 220) is unsolicited_reply",

@@ -33,8 +33,11 @@ static inline enum stg_scanner stg_pick_scanner(struct starttls_guard_bpf *skel,
 	bool loop = want == STG_SCAN_AUTO ? stg_has_loop() : want == STG_SCAN_LOOP;
 
 	bpf_program__set_autoload(skel->progs.stg_scan_cli_loop, loop);
+	bpf_program__set_autoload(skel->progs.stg_scan_cli_auth_loop, loop);
 	bpf_program__set_autoload(skel->progs.stg_scan_srv_loop, loop);
 	bpf_program__set_autoload(skel->progs.stg_scan_cli, !loop);
+	bpf_program__set_autoload(skel->progs.stg_scan_cli_auth, !loop);
+	bpf_program__set_autoload(skel->progs.stg_scan_body, !loop);
 	bpf_program__set_autoload(skel->progs.stg_scan_srv, !loop);
 	skel->rodata->stg_max_scan = loop ? STG_MAX_SCAN_LOOP : STG_MAX_SCAN;
 	return loop ? STG_SCAN_LOOP : STG_SCAN_CHAIN;
@@ -49,6 +52,10 @@ static inline int stg_fill_jmp(struct starttls_guard_bpf *skel)
 				     : skel->progs.stg_scan_cli,
 		[STG_JMP_SRV] = loop ? skel->progs.stg_scan_srv_loop
 				     : skel->progs.stg_scan_srv,
+		[STG_JMP_CLI_AUTH] = loop ? skel->progs.stg_scan_cli_auth_loop
+					  : skel->progs.stg_scan_cli_auth,
+		[STG_JMP_BODY] = loop ? skel->progs.stg_scan_cli_auth_loop
+				      : skel->progs.stg_scan_body,
 		[STG_JMP_CHECK] = skel->progs.stg_check,
 		[STG_JMP_VIOLATION] = skel->progs.stg_violate,
 	};

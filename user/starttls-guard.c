@@ -82,6 +82,7 @@ static const char *const reason_names[STG_R_MAX] = {
 	[STG_R_AFTER_REFUSED] = "plaintext_after_starttls_refused",
 	[STG_R_UNSOLICITED_REPLY] = "unsolicited_reply",
 	[STG_R_SERVER_NOT_TLS] = "server_not_tls",
+	[STG_R_AMBIGUOUS_END] = "ambiguous_end_of_data",
 	[STG_R_DENIED_HOST] = "denied_host",
 	[STG_R_UNINSPECTABLE] = "uninspectable",
 	[STG_R_URGENT_DATA] = "urgent_data",
@@ -92,6 +93,7 @@ static const char *const action_names[] = {
 	[STG_ACT_REQUIRE_TLS] = "require-tls",
 	[STG_ACT_DENY] = "deny",
 	[STG_ACT_EXEMPT] = "exempt",
+	[STG_ACT_AUTH_ONLY] = "auth-only",
 };
 
 /* A usage error: one line saying what is wrong, exit 2. */
@@ -368,9 +370,21 @@ static const char attach_usage[] =
 	"current values (the defaults below on a first attach). The options\n"
 	"apply to every interface.\n"
 	"\n"
-	"  -p, --port N         guard server port N: repeatable, the ports given\n"
+	"  -p, --port N[:POLICY]\n"
+	"                       guard server port N: repeatable, the ports given\n"
 	"                       replace the set (default 25). Guard ports where\n"
-	"                       STARTTLS is spoken (25, 587)\n"
+	"                       STARTTLS is spoken (25, 587). POLICY: as --policy,\n"
+	"                       for this port\n"
+	"      --policy P       encrypt (default): before TLS only EHLO, HELO,\n"
+	"                       STARTTLS, NOOP, RSET, HELP, QUIT; auth-only: only\n"
+	"                       AUTH is reset (as smtpd_tls_auth_only), mail may\n"
+	"                       go in plaintext. For the ports without their own\n"
+	"      --upgrade-verb V take verb V as STARTTLS too (Exchange's\n"
+	"                       X-ANONYMOUSTLS): the same 220 and TLS checks.\n"
+	"                       Up to 2, repeatable; 'none' removes them\n"
+	"      --one-way        only the clients' packets pass here (asymmetric\n"
+	"                       routing): STARTTLS then a TLS hello upgrades\n"
+	"                       without the server's 220 (--two-way: the default)\n"
 	"      --implicit-tls-port N\n"
 	"                       guard port N where TLS starts at once (465): the\n"
 	"                       client's first bytes must be its TLS hello.\n"
@@ -409,6 +423,15 @@ static int parse_action(const char *s)
 	for (unsigned int i = 0; i < sizeof(action_names) / sizeof(*action_names); i++)
 		if (!strcmp(s, action_names[i]))
 			return i;
+	return -1;
+}
+
+static int parse_policy(const char *s)
+{
+	if (!strcmp(s, "encrypt"))
+		return 0;
+	if (!strcmp(s, "auth-only"))
+		return 1;
 	return -1;
 }
 
@@ -608,6 +631,10 @@ static int cmd_attach(int argc, char **argv)
 		{ "midstream", required_argument, NULL, 'M' },
 		{ "max-connections", required_argument, NULL, 'C' },
 		{ "scanner", required_argument, NULL, 'S' },
+		{ "policy", required_argument, NULL, 'P' },
+		{ "upgrade-verb", required_argument, NULL, 'U' },
+		{ "one-way", no_argument, NULL, 'O' },
+		{ "two-way", no_argument, NULL, 'W' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -615,6 +642,10 @@ static int cmd_attach(int argc, char **argv)
 	struct stg_config cfg = { .mode = STG_MODE_ENFORCE,
 				  .default_action = STG_ACT_REQUIRE_TLS };
 	__u64 ports[STG_PORT_WORDS] = {}, tls_ports[STG_PORT_WORDS] = {};
+	__u64 auth_ports[STG_PORT_WORDS] = {}, pol_set[STG_PORT_WORDS] = {};
+	__u64 upgrade[SMTP_UPGRADE_MAX][2] = {};
+	int policy = -1, nupgrade = 0, one_way = -1;
+	bool any_upgrade = false;
 	int mode = -1, def = -1, direction = -1, midstream = -1;
 	__u32 max_conns = 0;
 	enum stg_scanner scanner = STG_SCAN_AUTO;
@@ -632,13 +663,61 @@ static int cmd_attach(int argc, char **argv)
 		int v;
 
 		switch (opt) {
-		case 'p':
+		case 'p': {
+			char *colon = strchr(optarg, ':');
+			int pol = -1;
+
+			if (colon) {
+				*colon = '\0';
+				pol = parse_policy(colon + 1);
+				if (pol < 0)
+					usage_error("attach", "bad policy '%s' "
+						    "for port %s: expected "
+						    "encrypt or auth-only",
+						    colon + 1, optarg);
+			}
 			v = parse_port(optarg);
 			if (v < 0)
 				usage_error("attach", "bad port '%s': expected "
 					    "1-65535", optarg);
 			ports[v >> 6] |= 1ULL << (v & 63);
+			if (pol >= 0) {
+				pol_set[v >> 6] |= 1ULL << (v & 63);
+				if (pol)
+					auth_ports[v >> 6] |= 1ULL << (v & 63);
+			}
 			any_port = true;
+			break;
+		}
+		case 'P':
+			policy = parse_policy(optarg);
+			if (policy < 0)
+				usage_error("attach", "bad --policy '%s': "
+					    "expected encrypt or auth-only",
+					    optarg);
+			break;
+		case 'U':
+			if (!strcmp(optarg, "none")) {
+				memset(upgrade, 0, sizeof(upgrade));
+				nupgrade = 0;
+				any_upgrade = true;
+				break;
+			}
+			if (nupgrade >= SMTP_UPGRADE_MAX)
+				usage_error("attach", "at most %d --upgrade-verb",
+					    SMTP_UPGRADE_MAX);
+			if (smtp_pack_verb(optarg, upgrade[nupgrade]))
+				usage_error("attach", "bad --upgrade-verb '%s': "
+					    "1 to %d printable bytes, no space",
+					    optarg, SMTP_VERB_MAX);
+			nupgrade++;
+			any_upgrade = true;
+			break;
+		case 'O':
+			one_way = 1;
+			break;
+		case 'W':
+			one_way = 0;
 			break;
 		case 'm':
 		case 'e':
@@ -649,6 +728,9 @@ static int cmd_attach(int argc, char **argv)
 			break;
 		case 'd':
 			def = parse_action(optarg);
+			if (def == STG_ACT_AUTH_ONLY)
+				usage_error("attach", "--default auth-only: "
+					    "use --policy auth-only");
 			if (def < 0)
 				usage_error("attach", "bad default action '%s': "
 					    "expected require-tls, deny or "
@@ -801,15 +883,27 @@ static int cmd_attach(int argc, char **argv)
 		cfg = old_cfg;
 	else
 		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
-	/* Guarded: the STARTTLS ports and the implicit-TLS ones. */
+	/* Guarded: the STARTTLS ports and the implicit-TLS ones. A
+	 * STARTTLS port's policy: its own (--port N:POLICY), else --policy,
+	 * else what it had (encrypt for a new one). */
 	for (int w = 0; w < STG_PORT_WORDS; w++) {
 		__u64 starttls = any_port ? ports[w]
 					  : cfg.ports[w] & ~cfg.tls_ports[w];
+		__u64 auth = cfg.auth_ports[w];
 
+		if (policy >= 0)
+			auth = policy ? ~0ULL : 0;
+		auth = (auth & ~pol_set[w]) | auth_ports[w];
 		if (any_tls_port)
 			cfg.tls_ports[w] = tls_ports[w];
 		cfg.ports[w] = starttls | cfg.tls_ports[w];
+		cfg.auth_ports[w] = auth & starttls & ~cfg.tls_ports[w];
 	}
+	if (any_upgrade)
+		memcpy(cfg.upgrade.verb, upgrade, sizeof(upgrade));
+	if (one_way >= 0)
+		cfg.flags = (cfg.flags & ~STG_CFG_ONE_WAY) |
+			    (one_way ? STG_CFG_ONE_WAY : 0);
 	if (direction >= 0)
 		cfg.flags = (cfg.flags & ~(STG_CFG_NO_INBOUND |
 					   STG_CFG_NO_OUTBOUND)) | direction;
@@ -1096,12 +1190,26 @@ static int cmd_status(int argc, char **argv)
 		return 1;
 	printf("mode:            %s\n",
 	       cfg.mode == STG_MODE_MONITOR ? "monitor" : "enforce");
-	printf("default action:  %s\n", action_names[cfg.default_action % 3]);
+	printf("default action:  %s\n", action_names[cfg.default_action % 4]);
 	printf("ports:          ");
 	for (int p = 1; p < 65536; p++)
 		if ((cfg.ports[p >> 6] >> (p & 63)) & 1)
-			printf(" %d%s", p, (cfg.tls_ports[p >> 6] >> (p & 63)) & 1 ?
-						   " (implicit TLS)" : "");
+			printf(" %d%s", p,
+			       (cfg.tls_ports[p >> 6] >> (p & 63)) & 1 ?
+				       " (implicit TLS)" :
+			       (cfg.auth_ports[p >> 6] >> (p & 63)) & 1 ?
+				       " (auth-only)" : "");
+	printf("\nupgrade verbs:   STARTTLS");
+	for (int i = 0; i < SMTP_UPGRADE_MAX; i++) {
+		char w[SMTP_VERB_MAX + 1] = "";
+
+		for (int b = 0; b < SMTP_VERB_MAX; b++)
+			w[b] = cfg.upgrade.verb[i][b / 8] >> (8 * (b % 8));
+		if (*w)
+			printf(" %s", w);
+	}
+	printf("\none-way:         %s",
+	       cfg.flags & STG_CFG_ONE_WAY ? "yes (server packets not seen)" : "no");
 	printf("\ndirection:       %s\n",
 	       cfg.flags & STG_CFG_NO_INBOUND	 ? "outbound" :
 	       cfg.flags & STG_CFG_NO_OUTBOUND ? "inbound" : "both");
@@ -1145,26 +1253,29 @@ static int cmd_status(int argc, char **argv)
 /* --- allow --------------------------------------------------------------- */
 
 static const char allow_usage[] =
-	"Usage: starttls-guard allow add CIDR [--deny]\n"
+	"Usage: starttls-guard allow add CIDR [--deny|--auth-only]\n"
 	"       starttls-guard allow del CIDR\n"
 	"       starttls-guard allow list\n"
 	"Edit the host map live. A connection whose client or server is in a\n"
 	"CIDR gets its action (the longest prefix wins): 'add' makes it exempt\n"
-	"(plaintext allowed), 'add --deny' refuses it with a reset at its SYN.\n"
+	"(plaintext allowed), 'add --deny' refuses it with a reset at its SYN,\n"
+	"'add --auth-only' judges it with policy auth-only (only AUTH before\n"
+	"TLS is reset).\n"
 	"Changes apply to connections that start afterwards.\n";
 
 static int cmd_allow(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "", *cidr = NULL, *err;
 	struct stg_host_key k;
-	bool deny = false;
-	int fd, rc = 0;
+	int action = STG_ACT_EXEMPT, fd, rc = 0;
 
 	if (help_asked(argc, argv, allow_usage))
 		return 0;
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--deny") && !strcmp(cmd, "add"))
-			deny = true;
+			action = STG_ACT_DENY;
+		else if (!strcmp(argv[i], "--auth-only") && !strcmp(cmd, "add"))
+			action = STG_ACT_AUTH_ONLY;
 		else if (argv[i][0] == '-' && argv[i][1])
 			usage_error("allow", "unknown option '%s'", argv[i]);
 		else if (cidr)
@@ -1186,7 +1297,7 @@ static int cmd_allow(int argc, char **argv)
 			if (!bpf_map_lookup_elem(fd, &key, &h)) {
 				stg_cidr_format(&key, buf, sizeof(buf));
 				printf("%-44s %s\n", buf,
-				       action_names[h.action % 3]);
+				       action_names[h.action % 4]);
 			}
 			prev = &key;
 		}
@@ -1206,7 +1317,7 @@ static int cmd_allow(int argc, char **argv)
 		return 1;
 	if (!strcmp(cmd, "add")) {
 		struct stg_host h = {
-			.action = deny ? STG_ACT_DENY : STG_ACT_EXEMPT,
+			.action = action,
 			.prefixlen = k.prefixlen,
 		};
 

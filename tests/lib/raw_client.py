@@ -21,6 +21,15 @@
       sits in page fragments of the socket buffer), then QUIT. Exit 0 when
       every line was answered, 3 reset, 1 other.
 
+  raw_client.py bdat ADDR TOKEN
+      A message sent with BDAT (CHUNKING) in plaintext, in two chunks,
+      the first with a line "AUTH PLAIN ..." in it. Exit 0 when accepted,
+      3 reset, 1 other.
+
+  raw_client.py auth ADDR
+      EHLO, then AUTH PLAIN in plaintext. Exit 3 when reset, 0 when
+      answered (whatever the answer), 1 other.
+
   raw_client.py tfo ADDR LINES [--starttls]
       TCP Fast Open: LINES (with \\r\\n escapes) sent as data on the SYN;
       then, with --starttls, STARTTLS, TLS, and a message with LINES' token
@@ -133,6 +142,41 @@ def sendfile(addr, lines):
     return 0
 
 
+def bdat(addr, token):
+    s = socket.create_connection((addr, 25), TIMEOUT)
+    f = s.makefile("rb")
+    reply(f)
+    first = ("Subject: %s\r\n\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"
+             % token).encode()
+    second = ("%s\r\n" % token).encode()
+    s.sendall(b"EHLO bdat.example\r\n")
+    reply(f)
+    s.sendall(b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n"
+              + b"BDAT %d\r\n" % len(first) + first
+              + b"BDAT %d LAST\r\n" % len(second) + second)
+    for _ in range(4):
+        code, text = reply(f)
+        if code >= 400:
+            print("refused:", text.strip())
+            return 1
+    s.sendall(b"QUIT\r\n")
+    reply(f)
+    print("OK accepted")
+    return 0
+
+
+def auth(addr):
+    s = socket.create_connection((addr, 25), TIMEOUT)
+    f = s.makefile("rb")
+    reply(f)
+    s.sendall(b"EHLO auth.example\r\n")
+    reply(f)
+    s.sendall(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+    code, text = reply(f)
+    print("answered:", text.strip())
+    return 0
+
+
 def tfo(addr, lines, starttls):
     data = unescape(lines)
     s = socket.socket(family(addr), socket.SOCK_STREAM)
@@ -188,6 +232,10 @@ def main():
                          "--mail-inside" in sys.argv)
         if sys.argv[1] == "sendfile":
             return sendfile(sys.argv[2], sys.argv[3])
+        if sys.argv[1] == "bdat":
+            return bdat(sys.argv[2], sys.argv[3])
+        if sys.argv[1] == "auth":
+            return auth(sys.argv[2])
         if sys.argv[1] == "tfo":
             return tfo(sys.argv[2], sys.argv[3], "--starttls" in sys.argv)
     except (ConnectionResetError, BrokenPipeError) as e:
