@@ -1487,6 +1487,81 @@ static void t_upgrade_verbs(void)
 	check(resets(STG_R_AFTER_REFUSED) == 1, "one-way: counted as refused");
 }
 
+/* Put IPv6 extension headers of the kinds @nh[0..n) (8 bytes each; a
+ * fragment header with @frag_off) between the IPv6 header and what
+ * follows it. */
+static void ext_insert(struct pkt *p, const uint8_t *nh, int n,
+		       uint16_t frag_off)
+{
+	struct ipv6hdr *ip6 = (void *)(p->b + p->l3);
+	uint32_t at = p->l3 + sizeof(*ip6), add = 8 * n;
+	uint8_t last = ip6->nexthdr;
+
+	memmove(p->b + at + add, p->b + at, p->len - at);
+	memset(p->b + at, 0, add);
+	ip6->nexthdr = nh[0];
+	for (int i = 0; i < n; i++) {
+		uint8_t *h = p->b + at + 8 * i;
+
+		h[0] = i + 1 < n ? nh[i + 1] : last;
+		if (nh[i] == 44) /* fragment: offset and M in bytes 2-3 */
+			*(uint16_t *)(h + 2) = htons(frag_off);
+		else
+			h[2] = 1, h[3] = 4; /* a PadN option */
+	}
+	ip6->payload_len = htons(ntohs(ip6->payload_len) + add);
+	p->len += add;
+	p->l4 += add;
+}
+
+/* Case 47: IPv6 extension headers walked, with a bound; non-TCP next
+ * headers never read as TCP. */
+static void t_ipv6_ext(void)
+{
+	static const uint8_t hbh_dst[] = { 0, 60 };
+	static const uint8_t ten_dst[] = { 60, 60, 60, 60, 60, 60, 60, 60,
+					   60, 60 };
+	static const uint8_t frag[] = { 44 };
+	static const char mail[] = "MAIL FROM:<alice@example.org>\r\n";
+	struct tconn c = conn6(43300);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq, mail,
+		  sizeof(mail) - 1, NULL, 0);
+	ext_insert(&p, hbh_dst, 2, 0);
+	check(run(&p, false) == OK, "MAIL behind hop-by-hop and destination options passed");
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "plaintext_command");
+
+	/* too many to walk: the ports are not known, dropped */
+	reset_maps();
+	c = conn6(43301);
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq, mail,
+		  sizeof(mail) - 1, NULL, 0);
+	ext_insert(&p, ten_dst, 10, 0);
+	check(run(&p, false) == SHOT, "a chain of 10 headers passed");
+	check(counter(STG_C_UNINSPECTABLE) == 1, "uninspectable_dropped");
+
+	/* a first fragment of a guarded connection: dropped */
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq, mail,
+		  sizeof(mail) - 1, NULL, 0);
+	ext_insert(&p, frag, 1, 1); /* offset 0, M */
+	check(run(&p, false) == SHOT, "first fragment passed");
+	check(counter(STG_C_FRAGMENTS) == 1, "fragments_dropped");
+	/* a later fragment has no TCP header: never read as one */
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq, mail,
+		  sizeof(mail) - 1, NULL, 0);
+	ext_insert(&p, frag, 1, 8 << 3);
+	check(run(&p, false) == PASS, "later fragment read as TCP");
+
+	/* GRE (47) whose bytes would read as TCP to port 25 */
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq, mail,
+		  sizeof(mail) - 1, NULL, 0);
+	((struct ipv6hdr *)(p.b + p.l3))->nexthdr = 47;
+	check(run(&p, false) == PASS, "GRE read as TCP");
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1528,6 +1603,7 @@ static const struct {
 	{ "implicit-TLS ports", t_implicit_tls },
 	{ "policy auth-only: bodies followed, AUTH reset", t_auth_only },
 	{ "upgrade verbs (case 25), one-way", t_upgrade_verbs },
+	{ "IPv6 extension headers, bounded (case 47)", t_ipv6_ext },
 };
 
 int main(int argc, char **argv)
