@@ -233,6 +233,46 @@ t_clsact() {
 	ip netns exec "$LAB_SRV_NS" tc qdisc del dev "$LAB_SRV_IF" clsact
 }
 
+# Case 53, 54: programs that run before the guard on its hooks. With TCX
+# the guard attaches first of all (a program attached before it does not
+# get ahead) and status names a TCX program put ahead later; with clsact,
+# status names another filter at the guard's priority. Plaintext is still
+# reset in both cases, and the other programs stay.
+t_ahead() {
+	local other=$STARTTLS_GUARD_PIN_DIR-other out
+	# Another TCX program (a second guard, on another port) attached
+	# before ours: ours still goes first.
+	STARTTLS_GUARD_PIN_DIR=$other guard_srv attach "$LAB_SRV_IF" --port 2525 >/dev/null || return 1
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	out=$(guard_srv status) || return 1
+	grep -q "^warning" <<<"$out" && { echo "$out"; return 1; }
+	out=$(STARTTLS_GUARD_PIN_DIR=$other guard_srv status)
+	grep -q "^warning: on $LAB_SRV_IF ingress, before the guard: TCX program id" <<<"$out" ||
+		{ echo "the later-first program not named: $out"; return 1; }
+	expect 3 "plaintext with two TCX programs" lab_smtp_client --server "$LAB_SRV4" || return 1
+	guard_srv detach >/dev/null || return 1
+	STARTTLS_GUARD_PIN_DIR=$other guard_srv status | grep -q "^warning" &&
+		{ echo "warning after the other one left"; return 1; }
+	STARTTLS_GUARD_PIN_DIR=$other guard_srv detach >/dev/null || return 1
+	# clsact: a foreign classic-BPF filter at the guard's priority
+	guard_srv attach "$LAB_SRV_IF" --tc-mode clsact >/dev/null || return 1
+	ip netns exec "$LAB_SRV_NS" tc filter add dev "$LAB_SRV_IF" ingress prio 1 \
+		handle 7 bpf bytecode '1,6 0 0 4294967295,' || return 1
+	guard_srv status | grep -q "^warning: on $LAB_SRV_IF ingress, before the guard: bpf filter (prio 1, handle 0x7)" ||
+		{ guard_srv status; return 1; }
+	guard_srv detach >/dev/null || return 1
+	ip netns exec "$LAB_SRV_NS" tc filter show dev "$LAB_SRV_IF" ingress | grep -q "handle 0x7" ||
+		{ echo "foreign filter removed"; return 1; }
+	ip netns exec "$LAB_SRV_NS" tc qdisc del dev "$LAB_SRV_IF" clsact
+}
+_t_ahead() {
+	t_ahead
+	local rc=$?
+	STARTTLS_GUARD_PIN_DIR=$STARTTLS_GUARD_PIN_DIR-other guard_srv detach >/dev/null 2>&1
+	ip netns exec "$LAB_SRV_NS" tc qdisc del dev "$LAB_SRV_IF" clsact 2>/dev/null
+	return $rc
+}
+
 # After detach plaintext works again, and nothing is left.
 t_detach() {
 	local t=tok$RANDOM$RANDOM
@@ -565,6 +605,7 @@ run_test "loopback: client and server on the same host" t_loopback
 run_test "router: a forwarded connection, guarded on either side" t_router
 run_test "a hello answered in one packet larger than a scan" t_big_answer
 run_test "clsact mode; foreign filters kept (cases 50, 51, 52)" t_clsact
+run_test "programs ahead of the guard: TCX first, status warns (cases 53, 54)" _t_ahead
 run_test "detach: plaintext works again, nothing left" t_detach
 run_test "attach again updates options, keeps state" t_reattach
 run_test "health checks leave the table at its baseline (case 28)" t_healthcheck

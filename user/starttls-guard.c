@@ -1179,8 +1179,10 @@ static int cmd_status(int argc, char **argv)
 	struct stg_conn_key ck, *cprev = NULL;
 	struct stg_iface_key key, *prev = NULL;
 	__u64 netns = current_netns();
+	struct stg_iface_key warn[16];
+	struct stg_iface warn_it[16];
 	struct stg_config cfg;
-	int ifmap, conns, n = 0;
+	int ifmap, conns, n = 0, nwarn = 0;
 
 	if (help_asked(argc, argv, status_usage))
 		return 0;
@@ -1230,6 +1232,10 @@ static int cmd_status(int argc, char **argv)
 			if (key.netns != netns)
 				print_netns(key.netns);
 			printf(")");
+			if (key.netns == netns && nwarn < 16) {
+				warn_it[nwarn] = it;
+				warn[nwarn++] = key;
+			}
 		}
 		prev = &key;
 	}
@@ -1246,6 +1252,18 @@ static int cmd_status(int argc, char **argv)
 		close(conns);
 		printf("\nconnections:     %d tracked, room for %u\n", n,
 		       info.max_entries);
+	}
+	/* Programs that run first may pass traffic the guard never sees. */
+	for (int i = 0; i < nwarn; i++) {
+		char buf[1024];
+
+		for (int in = 1; in >= 0; in--)
+			if (stg_tc_ahead(&warn[i], &warn_it[i], in, buf,
+					 sizeof(buf)))
+				printf("warning: on %s %s, before the guard: %s; "
+				       "one that ends with a verdict passes "
+				       "traffic unjudged\n", warn_it[i].name,
+				       in ? "ingress" : "egress", buf);
 	}
 	return 0;
 }

@@ -24,6 +24,7 @@
 /* Newer than Debian's libbpf 1.1 headers. */
 #define STG_BPF_TCX_INGRESS 46
 #define STG_BPF_TCX_EGRESS 47
+#define STG_BPF_F_BEFORE (1U << 3)	/* with no relative: first of all */
 
 void stg_tc_link_path(char *buf, size_t len, const struct stg_iface_key *k,
 		      bool ingress)
@@ -49,9 +50,13 @@ static int tcx_attach_one(const struct stg_iface_key *k, int prog,
 		close(fd);
 		return err ? -errno : 0;
 	}
+	/* First on the hook: a program ahead of ours that returns a final
+	 * verdict would let traffic pass unjudged. */
+	LIBBPF_OPTS(bpf_link_create_opts, o, .flags = STG_BPF_F_BEFORE);
+
 	fd = bpf_link_create(prog, k->ifindex,
 			     ingress ? STG_BPF_TCX_INGRESS : STG_BPF_TCX_EGRESS,
-			     NULL);
+			     &o);
 	if (fd < 0)
 		return -errno;
 	err = bpf_obj_pin(fd, path) ? -errno : 0;
@@ -304,6 +309,76 @@ int stg_tc_attach(const struct stg_iface_key *k, const char *ifname,
 		/* No TCX in this kernel (before 6.6): clsact. */
 	}
 	return clsact_attach(k->ifindex, ifname, prog_in, prog_eg, NULL, out);
+}
+
+/* Names of the filters on a clsact hook that are not ours and run
+ * before ours (at a priority as high), appended to @arg. */
+struct ahead {
+	char *buf;
+	size_t len;
+	int n;
+};
+
+static void filter_ahead(const struct nlmsghdr *nh, void *arg)
+{
+	const struct tcmsg *tc = NLMSG_DATA(nh);
+	const struct rtattr *a = (const void *)((const char *)tc +
+						NLMSG_ALIGN(sizeof(*tc)));
+	int len = nh->nlmsg_len - NLMSG_LENGTH(sizeof(*tc));
+	struct ahead *ah = arg;
+	const char *kind = "?";
+	size_t used = strlen(ah->buf);
+
+	if (nh->nlmsg_type != RTM_NEWTFILTER || !tc->tcm_handle ||
+	    TC_H_MAJ(tc->tcm_info) >> 16 > STG_TC_PRIO ||
+	    tc->tcm_handle == STG_TC_HANDLE)
+		return;
+	for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
+		if (a->rta_type == TCA_KIND)
+			kind = RTA_DATA(a);
+	snprintf(ah->buf + used, ah->len - used, "%s%s filter (prio %u, handle 0x%x)",
+		 ah->n++ ? ", " : "", kind, TC_H_MAJ(tc->tcm_info) >> 16,
+		 tc->tcm_handle);
+}
+
+int stg_tc_ahead(const struct stg_iface_key *k, const struct stg_iface *cur,
+		 bool ingress, char *buf, size_t len)
+{
+	__u32 ids[64], cnt = 64, attach_flags = 0, ours = 0;
+	struct ahead ah = { .buf = buf, .len = len };
+	char path[128];
+	int fd;
+
+	*buf = '\0';
+	if (cur->mode == STG_TC_TCX) {
+		struct bpf_link_info info = {};
+		__u32 il = sizeof(info);
+
+		stg_tc_link_path(path, sizeof(path), k, ingress);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			return 0;
+		if (!bpf_obj_get_info_by_fd(fd, &info, &il))
+			ours = info.prog_id;
+		close(fd);
+	} else {
+		tc_dump(RTM_GETTFILTER, k->ifindex,
+			TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS
+						       : TC_H_MIN_EGRESS),
+			filter_ahead, &ah);
+	}
+	/* TCX programs run before every clsact filter, in their order. */
+	if (bpf_prog_query(k->ifindex, ingress ? STG_BPF_TCX_INGRESS
+					       : STG_BPF_TCX_EGRESS,
+			   0, &attach_flags, ids, &cnt))
+		cnt = 0;
+	for (__u32 i = 0; i < cnt && ids[i] != ours; i++) {
+		size_t used = strlen(buf);
+
+		snprintf(buf + used, len - used, "%sTCX program id %u",
+			 ah.n++ ? ", " : "", ids[i]);
+	}
+	return ah.n;
 }
 
 int stg_tc_detach(const struct stg_iface_key *k, const struct stg_iface *cur)

@@ -30,6 +30,13 @@ int stg_tc_attach(const struct stg_iface_key *k, const char *ifname, int prog_in
  * current network namespace). Returns 0 or -errno. */
 int stg_tc_detach(const struct stg_iface_key *k, const struct stg_iface *cur);
 
+/* What runs before the guard on a hook of @k (of the current network
+ * namespace) and so may pass traffic it never sees: TCX programs ahead,
+ * other clsact filters at its priority or higher. Described in @buf;
+ * returns how many. */
+int stg_tc_ahead(const struct stg_iface_key *k, const struct stg_iface *cur,
+		 bool ingress, char *buf, size_t len);
+
 /* Path of the pinned TCX link of @k for ingress or egress. */
 void stg_tc_link_path(char *buf, size_t len, const struct stg_iface_key *k,
 		      bool ingress);
