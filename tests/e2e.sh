@@ -273,6 +273,67 @@ _t_ahead() {
 	return $rc
 }
 
+# Case 55: re-running attach (an upgrade) swaps the program without a
+# gap: plaintext probes every 50 ms through 100 attaches, half of them
+# killed with SIGKILL at a random moment, are all reset; one program of
+# ours per hook afterwards.
+t_restarts() {
+	local stop=$LAB_DIR/probe.stop out i pid n
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	rm -f "$stop"
+	lab_cli timeout 600 python3 "$LAB_LIB_DIR/raw_client.py" probe \
+		"$LAB_SRV4" "$stop" >"$LAB_DIR/probe.out" 2>&1 &
+	pid=$!
+	for i in $(seq 1 100); do
+		if [ $((i % 2)) = 0 ]; then
+			guard_srv attach "$LAB_SRV_IF" >/dev/null ||
+				{ touch "$stop"; wait $pid; echo "attach $i failed"; return 1; }
+		else
+			nsenter --net="/run/netns/$LAB_SRV_NS" "$G_BIN" attach \
+				"$LAB_SRV_IF" >/dev/null 2>&1 &
+			sleep "0.$((RANDOM % 9 + 1))"
+			kill -9 $! 2>/dev/null
+			wait $! 2>/dev/null
+		fi
+	done
+	touch "$stop"
+	wait $pid
+	out=$(cat "$LAB_DIR/probe.out")
+	[ "${out#reset }" != "$out" ] && [ "$(awk '{print $4}' <<<"$out")" = 0 ] &&
+		[ "$(awk '{print $2}' <<<"$out")" -gt 100 ] ||
+		{ echo "probes: $out"; return 1; }
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	# the programs of killed or replaced attaches are gone
+	n=$(bpftool prog show | grep -c "name stg_ingress\|name stg_egress")
+	[ "$n" = 2 ] || { echo "$n entry programs loaded"; bpftool prog show | grep stg_; return 1; }
+	guard_srv status | grep -q "^warning" && { guard_srv status; return 1; }
+	return 0
+}
+
+# Case 56: a pinned map of another layout (another version's) is named in
+# the error, nothing is attached, and detach clears the way.
+t_mismatch() {
+	local out
+	mkdir -p "$STARTTLS_GUARD_PIN_DIR" &&
+		bpftool map create "$STARTTLS_GUARD_PIN_DIR/conns" type lru_hash key 4 \
+			value 4 entries 16 name conns || return 1
+	out=$(guard_srv attach "$LAB_SRV_IF" 2>&1) && { echo "attached: $out"; return 1; }
+	grep -q "pinned map $STARTTLS_GUARD_PIN_DIR/conns does not match this version (key size 4, here 36)" <<<"$out" ||
+		{ echo "$out"; return 1; }
+	[ "$(wc -l <<<"$out")" = 1 ] || { echo "$out"; return 1; }
+	nsenter --net="/run/netns/$LAB_SRV_NS" bpftool net show dev "$LAB_SRV_IF" | grep -q stg_ &&
+		{ echo "attached after the error"; return 1; }
+	guard_srv detach >/dev/null || return 1
+	guard_srv attach "$LAB_SRV_IF" --max-connections 4096 >/dev/null || return 1
+	guard_srv status | grep -q "room for 4096" || { guard_srv status; return 1; }
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || { echo "re-attach without the option"; return 1; }
+	guard_srv status | grep -q "room for 4096" || { guard_srv status; return 1; }
+	out=$(guard_srv attach "$LAB_SRV_IF" --max-connections 8192 2>&1) &&
+		{ echo "resized a live table: $out"; return 1; }
+	grep -q "conns does not match this version (entries 4096, here 8192)" <<<"$out" ||
+		{ echo "$out"; return 1; }
+}
+
 # After detach plaintext works again, and nothing is left.
 t_detach() {
 	local t=tok$RANDOM$RANDOM
@@ -606,6 +667,8 @@ run_test "router: a forwarded connection, guarded on either side" t_router
 run_test "a hello answered in one packet larger than a scan" t_big_answer
 run_test "clsact mode; foreign filters kept (cases 50, 51, 52)" t_clsact
 run_test "programs ahead of the guard: TCX first, status warns (cases 53, 54)" _t_ahead
+run_test "re-attach under plaintext probes: no gap, SIGKILL too (case 55)" t_restarts
+run_test "a pinned map of another layout is named (case 56)" t_mismatch
 run_test "detach: plaintext works again, nothing left" t_detach
 run_test "attach again updates options, keeps state" t_reattach
 run_test "health checks leave the table at its baseline (case 28)" t_healthcheck

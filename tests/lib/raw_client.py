@@ -30,6 +30,11 @@
       EHLO, then AUTH PLAIN in plaintext. Exit 3 when reset, 0 when
       answered (whatever the answer), 1 other.
 
+  raw_client.py probe ADDR STOPFILE
+      Every 50 ms a plaintext session (EHLO, then MAIL FROM) until
+      STOPFILE exists. Prints the number reset and the number whose MAIL
+      was answered. Exit 0 when none was answered and some were reset.
+
   raw_client.py tfo ADDR LINES [--starttls]
       TCP Fast Open: LINES (with \\r\\n escapes) sent as data on the SYN;
       then, with --starttls, STARTTLS, TLS, and a message with LINES' token
@@ -177,6 +182,30 @@ def auth(addr):
     return 0
 
 
+def probe(addr, stopfile):
+    import os
+    import time
+    reset = answered = other = 0
+    while not os.path.exists(stopfile):
+        try:
+            s = socket.create_connection((addr, 25), TIMEOUT)
+            f = s.makefile("rb")
+            reply(f)
+            s.sendall(b"EHLO probe.example\r\n")
+            reply(f)
+            s.sendall(b"MAIL FROM:<alice@example.org>\r\n")
+            reply(f)
+            answered += 1
+            s.close()
+        except (ConnectionResetError, BrokenPipeError):
+            reset += 1
+        except (OSError, ValueError):
+            other += 1
+        time.sleep(0.05)
+    print("reset %d answered %d other %d" % (reset, answered, other))
+    return 0 if reset and not answered else 1
+
+
 def tfo(addr, lines, starttls):
     data = unescape(lines)
     s = socket.socket(family(addr), socket.SOCK_STREAM)
@@ -236,6 +265,8 @@ def main():
             return bdat(sys.argv[2], sys.argv[3])
         if sys.argv[1] == "auth":
             return auth(sys.argv[2])
+        if sys.argv[1] == "probe":
+            return probe(sys.argv[2], sys.argv[3])
         if sys.argv[1] == "tfo":
             return tfo(sys.argv[2], sys.argv[3], "--starttls" in sys.argv)
     except (ConnectionResetError, BrokenPipeError) as e:
