@@ -46,11 +46,11 @@ $(OUT)/starttls-guard: user/starttls-guard.c user/tc.c $(OUT)/starttls_guard.ske
 
 # Tests: the protocol logic on the host, the real program through
 # BPF_PROG_TEST_RUN, and end to end in network namespaces.
-$(OUT)/test_smtp: tests/test_smtp.c include/smtp.h user/cidr.h | $(OUT)
+$(OUT)/test_smtp: tests/test_smtp.c tests/feed.h include/smtp.h user/cidr.h | $(OUT)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -fsanitize=address,undefined $< -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests -fsanitize=address,undefined $< -o $@
 
-$(OUT)/test_packets: tests/test_packets.c tests/pkt.h $(OUT)/starttls_guard.skel.h $(USER_HDRS)
+$(OUT)/test_packets: tests/test_packets.c tests/pkt.h tests/feed.h $(OUT)/starttls_guard.skel.h $(USER_HDRS)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests $< -o $@ $(LDLIBS)
 
@@ -58,6 +58,18 @@ tests: $(OUT)/starttls-guard $(OUT)/test_smtp $(OUT)/test_packets
 
 test: tests
 	$(Q)bash tests/run.sh
+
+# libFuzzer on the protocol logic (host build, ASan, UBSan): FUZZ_TIME
+# seconds, corpus kept in build/fuzz-corpus.
+FUZZ_TIME ?= 300
+$(OUT)/fuzz_smtp: tests/fuzz/fuzz_smtp.c tests/feed.h include/smtp.h | $(OUT)
+	$(call msg,CC,$@)
+	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Itests $< -o $@
+
+fuzz: $(OUT)/fuzz_smtp
+	$(Q)mkdir -p $(OUT)/fuzz-corpus
+	$(Q)$(OUT)/fuzz_smtp -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/smtp.dict \
+		-artifact_prefix=$(OUT)/ $(OUT)/fuzz-corpus
 
 # A demo on real traffic: two namespaces, Postfix, a plaintext client
 # reset and a STARTTLS client delivered.
@@ -67,4 +79,4 @@ demo: $(OUT)/starttls-guard
 clean:
 	$(Q)rm -rf $(OUT)
 
-.PHONY: all tests test demo clean
+.PHONY: all tests test demo fuzz clean

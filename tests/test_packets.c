@@ -25,6 +25,7 @@
 #include "pkt.h"
 #include "starttls_guard.h"
 #include "jmp.h"
+#include "feed.h"
 
 #define PASS 0xffffffffu /* TC_ACT_UNSPEC: let the packet (and others) go on */
 #define OK 0u		 /* TC_ACT_OK: the packet rewritten into an RST */
@@ -1562,6 +1563,230 @@ static void t_ipv6_ext(void)
 	check(run(&p, false) == PASS, "GRE read as TCP");
 }
 
+/* --- differential: the program against the host build of the logic ------ */
+
+#define DIFF_DIALOGUES 1500
+#define DIFF_STEPS 40
+#define DIFF_BUF 1024
+
+static uint64_t drng = 0x9e3779b97f4a7c15ULL;
+
+static uint32_t drand(uint32_t n)
+{
+	drng ^= drng >> 12;
+	drng ^= drng << 25;
+	drng ^= drng >> 27;
+	return (uint32_t)((drng * 0x2545f4914f6cdd1dULL) >> 32) % n;
+}
+
+struct dstep {
+	int c2s;
+	int forbidden;		/* a whole command line the policy forbids */
+	size_t len;
+	char b[DIFF_BUF];
+};
+
+struct dialogue {
+	int auth_only;
+	int n;
+	struct dstep s[DIFF_STEPS];
+};
+
+static struct dstep *dadd(struct dialogue *d, int c2s, const char *fmt, ...)
+{
+	struct dstep *st = &d->s[d->n < DIFF_STEPS - 1 ? d->n++ : d->n];
+	va_list ap;
+
+	st->c2s = c2s;
+	st->forbidden = 0;
+	va_start(ap, fmt);
+	st->len = vsnprintf(st->b, sizeof(st->b), fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+/* Random case, as clients write verbs */
+static const char *rcase(const char *w)
+{
+	static char out[4][64];
+	static int slot;
+	char *o = out[slot++ & 3];
+	size_t i;
+
+	for (i = 0; w[i] && i < 63; i++)
+		o[i] = drand(4) ? w[i] : (char)(w[i] ^ (w[i] >= 'A' && w[i] <= 'Z' ? 0x20 : 0));
+	o[i] = '\0';
+	return o;
+}
+
+/* A random dialogue: greeting, allowed commands, forbidden ones, bodies
+ * and BDAT chunks (auth-only), STARTTLS accepted or refused, a TLS
+ * handshake, junk, pipelining. */
+static void dgen(struct dialogue *d)
+{
+	static const char *const ok[] = { "EHLO client.example", "HELO c", "NOOP",
+					   "RSET", "HELP" };
+	static const char *const bad[] = { "MAIL FROM:<a@b>", "RCPT TO:<c@d>",
+					   "VRFY alice", "EXPN staff", "ETRN x" };
+	int tls = 0;
+
+	d->n = 0;
+	d->auth_only = drand(3) == 0;
+	if (drand(4))
+		dadd(d, 0, "220 mx.example ESMTP\r\n");
+	else
+		dadd(d, 0, "220-mx.example\r\n220 ESMTP\r\n");
+	for (int k = 0; k < 10 && d->n < DIFF_STEPS - 6 && !tls; k++) {
+		struct dstep *st;
+		uint32_t what = drand(100);
+
+		if (what < 35) {
+			int lines = 1 + drand(3);
+
+			st = dadd(d, 1, "%s", "");
+			for (int l = 0; l < lines; l++)
+				st->len += snprintf(st->b + st->len,
+						    sizeof(st->b) - st->len, "%s%s",
+						    rcase(ok[drand(5)]),
+						    drand(5) ? "\r\n" : "\n");
+			st = dadd(d, 0, "%s", "");
+			for (int l = 0; l < lines; l++)
+				st->len += snprintf(st->b + st->len,
+						    sizeof(st->b) - st->len, "%s",
+						    drand(2) ? "250 ok\r\n"
+							     : "250-x\r\n250 ok\r\n");
+		} else if (what < 50) {
+			st = dadd(d, 1, "%s\r\n", rcase(bad[drand(5)]));
+			st->forbidden = !d->auth_only;
+			dadd(d, 0, "250 ok\r\n");
+		} else if (what < 58) {
+			st = dadd(d, 1, "%s PLAIN AGFsaWNl\r\n", rcase("AUTH"));
+			st->forbidden = 1;
+			dadd(d, 0, "503 5.5.1 no\r\n");
+		} else if (what < 68) {
+			/* DATA and a body (under encrypt DATA itself is bad) */
+			st = dadd(d, 1, "%s\r\n", rcase("DATA"));
+			st->forbidden = !d->auth_only;
+			dadd(d, 0, "354 go ahead\r\n");
+			dadd(d, 1, "Subject: x\r\n\r\n%sAUTH PLAIN x\r\n..dot\r\n.\r\n",
+			     drand(2) ? "MAIL FROM:<x@y>\r\n" : "");
+			dadd(d, 0, "250 queued\r\n");
+		} else if (what < 74 && d->auth_only) {
+			st = dadd(d, 1, "BDAT 17 LAST\r\nAUTH PLAIN x\r\n...%s\r\n",
+				  rcase("NOOP"));
+			dadd(d, 0, "250 17 octets\r\n250 ok\r\n");
+		} else if (what < 86) {
+			dadd(d, 1, "%s\r\n", rcase("STARTTLS"));
+			if (drand(4)) {
+				dadd(d, 0, "220 2.0.0 Ready to start TLS\r\n");
+				st = dadd(d, 1, "%s", "");
+				memcpy(st->b, "\x16\x03\x01\x00\x30\x01\x00\x00\x2c"
+					      "MAIL FROM:<x@y>\r\n", 26);
+				st->len = 26;
+				st = dadd(d, 0, "%s", "");
+				memcpy(st->b, "\x16\x03\x03\x00\x40\x02\x00", 7);
+				st->len = 7;
+				tls = 1;
+			} else {
+				dadd(d, 0, "454 4.7.0 TLS not available\r\n");
+			}
+		} else {
+			/* junk: the model judges it */
+			st = dadd(d, 1, "%s", "");
+			st->len = 1 + drand(12);
+			for (size_t i = 0; i < st->len; i++)
+				st->b[i] = drand(3) ? 'A' + drand(26) : drand(256);
+			st->b[st->len++] = '\n';
+			dadd(d, 0, "500 5.5.2 Error\r\n");
+		}
+	}
+	if (tls) {
+		struct dstep *st = dadd(d, 1, "%s", "");
+
+		for (st->len = 0; st->len < 200; st->len++)
+			st->b[st->len] = drand(256);
+	}
+}
+
+/* Feed a dialogue to the program and to the host logic, each step cut
+ * into random segments: the same segment must be the first violation,
+ * with the same phase before it; a forbidden line must not pass. */
+static const char *drun(const struct dialogue *d, uint16_t port)
+{
+	static char why[256];
+	struct smtp_upgrade up = {};
+	struct tconn c = conn4(port);
+	struct smtp_state s;
+
+	smtp_init(&s, 0);
+	if (d->auth_only)
+		s.policy = SMTP_P_AUTH_ONLY;
+	handshake(&c);
+	for (int i = 0; i < d->n; i++) {
+		const struct dstep *st = &d->s[i];
+		size_t from = 0;
+
+		while (from < st->len) {
+			size_t n = drand(3) ? st->len - from : 1 + drand(st->len - from);
+			struct fed f = st->c2s ? feed_client(&s, &up, st->b + from, n)
+					       : feed_server(&s, st->b + from, n);
+			__u32 r = sendn(&c, st->c2s, st->b + from, n);
+
+			if ((r == OK) != (f.verdict != 0) || (r != OK && r != PASS))
+				return snprintf(why, sizeof(why),
+						"step %d (%c, bytes %zu+%zu): program %s, host %d",
+						i, st->c2s ? 'C' : 'S', from, n,
+						r == OK ? "reset" : r == PASS ? "passed" : "dropped",
+						f.verdict), why;
+			if (f.verdict)
+				return NULL;
+			if (phase(&c) != (int)s.phase)
+				return snprintf(why, sizeof(why),
+						"step %d: program phase %d, host %d",
+						i, phase(&c), s.phase), why;
+			from += n;
+		}
+		if (st->forbidden)
+			return snprintf(why, sizeof(why),
+					"step %d: a forbidden line passed: %.40s",
+					i, st->b), why;
+	}
+	return NULL;
+}
+
+static void t_differential(void)
+{
+	static const int port25[] = { 25, 0 };
+	static struct dialogue d;
+	int resets = 0, passes = 0;
+
+	for (int k = 0; k < DIFF_DIALOGUES; k++) {
+		const char *bad;
+
+		dgen(&d);
+		reset_maps();
+		configure(STG_MODE_ENFORCE, STG_ACT_REQUIRE_TLS, port25);
+		if (d.auth_only)
+			set_cfg(true, NULL, 0);
+		bad = drun(&d, 20000 + k % 40000);
+		if (bad) {
+			check(false, "dialogue %d (%s): %s", k,
+			      d.auth_only ? "auth-only" : "encrypt", bad);
+			return;
+		}
+		if (counter(STG_C_RESETS + STG_R_PLAINTEXT_COMMAND) ||
+		    counter(STG_C_RESETS + STG_R_STARTTLS_INJECTION) ||
+		    counter(STG_C_RESETS + STG_R_TLS_WITHOUT_GO_AHEAD) ||
+		    counter(STG_C_RESETS + STG_R_AFTER_REFUSED))
+			resets++;
+		else
+			passes++;
+	}
+	/* a generator that lost its balance would test little */
+	check(resets > DIFF_DIALOGUES / 5 && passes > DIFF_DIALOGUES / 5,
+	      "unbalanced: %d reset, %d passed", resets, passes);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1604,6 +1829,7 @@ static const struct {
 	{ "policy auth-only: bodies followed, AUTH reset", t_auth_only },
 	{ "upgrade verbs (case 25), one-way", t_upgrade_verbs },
 	{ "IPv6 extension headers, bounded (case 47)", t_ipv6_ext },
+	{ "differential: random dialogues, random segments, program = host logic", t_differential },
 };
 
 int main(int argc, char **argv)

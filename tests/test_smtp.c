@@ -30,6 +30,7 @@
 
 #include "smtp.h"
 #include "cidr.h"
+#include "feed.h"
 
 /* ------------------------------------------------------------------ */
 /* Harness                                                             */
@@ -176,52 +177,6 @@ static const char *escape(const char *p, size_t n, size_t max)
 /* The verbs taken as STARTTLS: none but for the cases that set some. */
 static struct smtp_upgrade upgrade;
 
-struct fed {
-	int verdict;
-	size_t at;		/* offset of the violation in the segment */
-	int ev;
-};
-
-/* One client segment, as stg_scan_cli() does it */
-static struct fed feed_client(struct smtp_state *s, const char *p, size_t n)
-{
-	struct fed r = { 0 };
-	size_t i;
-
-	for (i = 0; i < n && !smtp_done(s, 1); i++) {
-		r.verdict = smtp_client_feed(s, (__u8)p[i], &upgrade);
-		if (r.verdict) {
-			r.verdict = smtp_client_name(s, r.verdict);
-			r.at = i;
-			return r;
-		}
-	}
-	r.verdict = smtp_client_name(s, smtp_client_end(s, &upgrade));
-	r.at = n;
-	return r;
-}
-
-/* One server segment, as stg_scan_srv() does it */
-static struct fed feed_server(struct smtp_state *s, const char *p, size_t n)
-{
-	struct fed r = { 0 };
-	size_t i;
-
-	if (n && s->phase == STG_TLS_HELLO) {
-		r.verdict = smtp_server_answer(s, (__u8)p[0], &r.ev);
-		if (r.verdict)
-			return r;
-	}
-	for (i = 0; i < n && !smtp_done(s, 0); i++) {
-		r.verdict = smtp_server_byte(s, (__u8)p[i], &r.ev);
-		if (r.verdict) {
-			r.at = i;
-			return r;
-		}
-	}
-	return r;
-}
-
 static int passed, failed;
 
 static void report(const char *name, const char *why)
@@ -286,7 +241,7 @@ static const char *run_case(const struct tcase *t)
 			return why("step %d (%c \"%s\"): expected the connection reset, but no violation so far (phase %s)",
 				   i + 1, st->dir, shown,
 				   phase_name(s.phase));
-		r = st->dir == 'C' ? feed_client(&s, st->data, n) :
+		r = st->dir == 'C' ? feed_client(&s, &upgrade, st->data, n) :
 				     feed_server(&s, st->data, n);
 		if (r.verdict != st->verdict)
 			return why("step %d (%c \"%s\"): expected %s, got %s%s (phase %s)",
@@ -1038,7 +993,7 @@ static struct code_run code_run(const unsigned char *p, size_t n,
 	smtp_init(&s, 0);
 	for (seg = 0; seg <= ncuts; seg++) {
 		size_t to = seg < ncuts ? cuts[seg] : n;
-		struct fed f = feed_client(&s, (const char *)p + from,
+		struct fed f = feed_client(&s, &upgrade, (const char *)p + from,
 					   to - from);
 
 		if (f.verdict) {
