@@ -1787,6 +1787,77 @@ static void t_differential(void)
 	      "unbalanced: %d reset, %d passed", resets, passes);
 }
 
+/* Cases 43, 44: a table of 256 entries, 100k spoofed SYNs and 10k short
+ * sessions (half leave with QUIT and FINs, half are reset), while one
+ * session waits between STARTTLS's 220 and its hello and another is
+ * plaintext after EHLO: both are judged right afterwards (evicted, they
+ * are picked up: the hello passes once the server answers in TLS, the
+ * MAIL is reset). No state is made for a SYN alone. */
+static void t_flood(void)
+{
+	struct starttls_guard_bpf *main_skel = skel;
+	bool loop = bpf_program__autoload(skel->progs.stg_scan_cli_loop);
+	struct tconn tls = conn4(44000), plain = conn4(44001), c;
+	struct pkt p;
+
+	skel = starttls_guard_bpf__open();
+	if (!skel || bpf_map__set_max_entries(skel->maps.conns, 256) ||
+	    (stg_pick_scanner(skel, loop ? STG_SCAN_LOOP : STG_SCAN_CHAIN),
+	     starttls_guard_bpf__load(skel)) || stg_fill_jmp(skel)) {
+		check(false, "loading with a small table");
+		goto out;
+	}
+	reset_maps();
+	to_ehlo(&tls);
+	cli(&tls, "STARTTLS\r\n");
+	srv(&tls, "220 2.0.0 Ready to start TLS\r\n");
+	to_ehlo(&plain);
+
+	for (uint32_t i = 0; i < 100000; i++) {
+		c = conn4(1024 + i % 60000);
+		c.cli[13] = 51;
+		c.cli[12] = 198;
+		c.cli[14] = 100;
+		c.cli[15] = i / 60000;
+		pkt_build(&p, &c, 1, F_SYN, i * 7919, 0, NULL, 0, NULL, 0);
+		if (run(&p, false) != PASS) {
+			check(false, "SYN %u not passed", i);
+			goto out;
+		}
+	}
+	check(entries() == 2, "%d entries after a SYN flood, want 2", entries());
+	for (int i = 0; i < 10000; i++) {
+		c = conn4(1024 + i);
+		inet_pton(AF_INET, i & 1 ? "203.0.113.7" : "203.0.113.8",
+			  c.cli + 12);
+		to_ehlo(&c);
+		if (i & 1) {
+			cli(&c, "MAIL FROM:<spam@example.net>\r\n");
+			bare(&c, 1, F_RST | F_ACK);
+			continue;
+		}
+		cli(&c, "QUIT\r\n");
+		srv(&c, "221 bye\r\n");
+		bare(&c, 0, F_FIN | F_ACK);
+		c.sseq++;
+		bare(&c, 1, F_FIN | F_ACK);
+		c.cseq++;
+		bare(&c, 0, F_ACK);
+	}
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 5000, "%llu resets, want 5000",
+	      (unsigned long long)resets(STG_R_PLAINTEXT_COMMAND));
+	check(sendn(&tls, 1, hello, sizeof(hello) - 1) == PASS,
+	      "the waiting hello not passed");
+	check(sendn(&tls, 0, server_hello, sizeof(server_hello) - 1) == PASS,
+	      "the server hello not passed");
+	check(phase(&tls) == STG_TLS, "waiting session: phase %d", phase(&tls));
+	check(cli(&plain, "MAIL FROM:<a@example.org>\r\n") == OK,
+	      "MAIL of the session after EHLO passed");
+out:
+	starttls_guard_bpf__destroy(skel);
+	skel = main_skel;
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1830,6 +1901,7 @@ static const struct {
 	{ "upgrade verbs (case 25), one-way", t_upgrade_verbs },
 	{ "IPv6 extension headers, bounded (case 47)", t_ipv6_ext },
 	{ "differential: random dialogues, random segments, program = host logic", t_differential },
+	{ "a SYN flood and 10k sessions on a small table (cases 43, 44)", t_flood },
 };
 
 int main(int argc, char **argv)
