@@ -476,8 +476,12 @@ stg_track(const struct stg_pkt *p, const struct stg_config *cfg,
 		c.smtp.policy |= SMTP_P_AUTH_ONLY;
 	if (cfg->flags & STG_CFG_ONE_WAY)
 		c.smtp.policy |= SMTP_P_ONE_WAY;
-	stg_count(STG_C_CONNECTIONS);
-	if (bpf_map_update_elem(&conns, &p->key, &c, BPF_ANY))
+	/* Entries made are counted (a new connection on a tuple with state
+	 * replaces it): with those removed at the close and those left, the
+	 * loader tells how many the table evicted. */
+	if (!bpf_map_update_elem(&conns, &p->key, &c, BPF_NOEXIST))
+		stg_count(STG_C_CONNECTIONS);
+	else if (bpf_map_update_elem(&conns, &p->key, &c, BPF_EXIST))
 		return NULL;
 	return bpf_map_lookup_elem(&conns, &p->key);
 }

@@ -625,7 +625,7 @@ t_changes() {
 
 # Errors: one line, non-zero exit, nothing half-attached.
 t_errors() {
-	local out
+	local out rc
 	out=$(guard_srv attach nosuchif0 2>&1) && return 1
 	[ "$(wc -l <<<"$out")" = 1 ] || { echo "$out"; return 1; }
 	grep -q "no such interface: nosuchif0" <<<"$out" || { echo "$out"; return 1; }
@@ -633,6 +633,15 @@ t_errors() {
 	nothing_left || return 1
 	guard_srv attach "$LAB_SRV_IF" --port 0 2>/dev/null && return 1
 	guard_srv attach "$LAB_SRV_IF" --default maybe 2>/dev/null && return 1
+	nothing_left || return 1
+	# Case 48: a layer-3 device (tun: no Ethernet header) is refused.
+	lab_srv ip tuntap add dev stgtun0 mode tun || return 1
+	out=$(guard_srv attach stgtun0 2>&1)
+	rc=$?
+	lab_srv ip tuntap del dev stgtun0 mode tun
+	[ $rc = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] &&
+		grep -q "stgtun0 is not an Ethernet device" <<<"$out" ||
+		{ echo "tun: exit $rc: $out"; return 1; }
 	nothing_left || return 1
 	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
 	# An attach that fails on one interface (an old 'ingress' qdisc is
@@ -679,6 +688,6 @@ run_test "policy auth-only: per port and per host, DATA and BDAT" t_auth_only
 run_test "network namespaces: detach reaches clsact, ip netns exec refused" t_netns
 run_test "detach --force: a copy it cannot reach passes traffic" t_forgotten
 run_test "attachments that change under the guard" t_changes
-run_test "CLI errors leave nothing half-attached (cases 49, 59)" t_errors
+run_test "CLI errors leave nothing half-attached (cases 48, 49, 59)" t_errors
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

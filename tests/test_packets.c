@@ -1846,6 +1846,11 @@ static void t_flood(void)
 	}
 	check(resets(STG_R_PLAINTEXT_COMMAND) == 5000, "%llu resets, want 5000",
 	      (unsigned long long)resets(STG_R_PLAINTEXT_COMMAND));
+	/* what stats reports as evicted: made, less closed, less left */
+	check(counter(STG_C_CONNECTIONS) > counter(STG_C_CLOSED) + entries(),
+	      "no eviction counted: %llu made, %llu closed, %d left",
+	      (unsigned long long)counter(STG_C_CONNECTIONS),
+	      (unsigned long long)counter(STG_C_CLOSED), entries());
 	check(sendn(&tls, 1, hello, sizeof(hello) - 1) == PASS,
 	      "the waiting hello not passed");
 	check(sendn(&tls, 0, server_hello, sizeof(server_hello) - 1) == PASS,

@@ -49,7 +49,7 @@ const char *stg_pin_dir = STG_PIN_DIR;
  * shown by "stats" and used as JSON keys. */
 static const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_PACKETS] = "packets_inspected",
-	[STG_C_CONNECTIONS] = "connections_seen",
+	[STG_C_CONNECTIONS] = "connections_seen",	/* entries made */
 	[STG_C_TLS_UPGRADES] = "tls_upgrades",
 	[STG_C_STARTTLS_REFUSED] = "starttls_refused",
 	[STG_C_TLS_FAILED] = "tls_handshake_failed",
@@ -1359,7 +1359,7 @@ static int cmd_allow(int argc, char **argv)
 static int cmd_stats(int argc, char **argv)
 {
 	int ncpu = libbpf_num_possible_cpus(), fd;
-	__u64 sum[STG_C_MAX] = {}, resets = 0;
+	__u64 sum[STG_C_MAX] = {}, resets = 0, tracked = 0, evicted = 0;
 	bool json = argc == 2 && !strcmp(argv[1], "--json");
 	__u64 *vals;
 
@@ -1386,12 +1386,27 @@ static int cmd_stats(int argc, char **argv)
 	close(fd);
 	for (int r = 1; r < STG_R_MAX; r++)
 		resets += sum[STG_C_RESETS + r];
+	/* Entries evicted from a full table: made, less closed, less left
+	 * (counted while traffic flows: about). */
+	if (!open_pinned("conns", &fd)) {
+		struct stg_conn_key k, *prev = NULL;
+
+		while (!bpf_map_get_next_key(fd, prev, &k)) {
+			tracked++;
+			prev = &k;
+		}
+		close(fd);
+	}
+	if (sum[STG_C_CONNECTIONS] > sum[STG_C_CLOSED] + tracked)
+		evicted = sum[STG_C_CONNECTIONS] - sum[STG_C_CLOSED] - tracked;
 
 	if (json) {
 		printf("{");
 		for (int i = 0; i < STG_C_RESETS; i++)
 			printf("\"%s\":%llu,", counter_names[i],
 			       (unsigned long long)sum[i]);
+		printf("\"connections_tracked\":%llu,\"connections_evicted\":%llu,",
+		       (unsigned long long)tracked, (unsigned long long)evicted);
 		printf("\"resets\":%llu,\"resets_by_reason\":{",
 		       (unsigned long long)resets);
 		for (int r = 1; r < STG_R_MAX; r++)
@@ -1404,6 +1419,8 @@ static int cmd_stats(int argc, char **argv)
 	for (int i = 0; i < STG_C_RESETS; i++)
 		printf("%-26s %llu\n", counter_names[i],
 		       (unsigned long long)sum[i]);
+	printf("%-26s %llu\n", "connections_tracked", (unsigned long long)tracked);
+	printf("%-26s %llu\n", "connections_evicted", (unsigned long long)evicted);
 	printf("%-26s %llu\n", "resets", (unsigned long long)resets);
 	for (int r = 1; r < STG_R_MAX; r++)
 		printf("  %-24s %llu\n", reason_names[r],
