@@ -428,9 +428,8 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	x->slot = !p->c2s ? STG_JMP_SRV :
 		  (c->smtp.policy & SMTP_P_AUTH_ONLY) ? STG_JMP_CLI_AUTH :
 							 STG_JMP_CLI;
-	/* a message body (auth-only, chained scanning: read apart) */
-	x->first = c->smtp.body && stg_max_scan == STG_MAX_SCAN ? STG_JMP_BODY
-								 : x->slot;
+	/* a message body (auth-only) is read by a program of its own */
+	x->first = c->smtp.body ? STG_JMP_BODY : x->slot;
 	bpf_tail_call(skb, &jmp, STG_JMP_CHECK);
 	/* Not reached unless the tail call failed. */
 uninspectable:
@@ -815,12 +814,13 @@ int stg_check(struct __sk_buff *skb)
 }
 
 /*
- * The scan programs: judge the payload handed over in "scratch", client
- * bytes (slot STG_JMP_CLI of "jmp") or server bytes (STG_JMP_SRV), one
- * chunk of STG_CHUNK bytes at a time. Two variants of each, chosen by the
- * loader: where the kernel has bpf_loop() (5.17 on), one run takes every
- * chunk of the packet, however large (GRO, TSO, BIG TCP); before, each
- * run takes one chunk and tail-calls itself for the next, STG_MAX_SCAN
+ * The scan programs: judge the payload handed over in "scratch" (slots of
+ * "jmp": STG_JMP_SRV server bytes, STG_JMP_CLI client bytes under
+ * encrypt, STG_JMP_CLI_AUTH under auth-only, STG_JMP_BODY a message
+ * body), one chunk at a time. Two variants of each, chosen by the loader:
+ * where the kernel has bpf_loop() (5.17 on), one run takes every chunk of
+ * the packet, however large (GRO, TSO, BIG TCP); before, each run takes
+ * one chunk of STG_CHUNK bytes and tail-calls for the next, STG_MAX_SCAN
  * bytes at most (stg_max_scan tells stg_inspect which).
  */
 /* Which bytes a scan program reads (a constant in each: the code for

@@ -1787,6 +1787,55 @@ static void t_differential(void)
 	      "unbalanced: %d reset, %d passed", resets, passes);
 }
 
+/* Case 7: long lines. A 3,000-byte EHLO argument in three segments
+ * passes; a 3,000-byte MAIL FROM line is reset on the segment that shows
+ * its verb; a line past 4,096 bytes is reset where it crosses (the line
+ * state does not wrap into a false new line). */
+static void t_long_lines(void)
+{
+	static char seg[1000];
+	struct tconn c = conn4(43400);
+	uint32_t at;
+
+	memset(seg, 'a', sizeof(seg));
+	handshake(&c);
+	srv(&c, "220 mx ESMTP\r\n");
+	memcpy(seg, "EHLO ", 5);
+	check(sendn(&c, 1, seg, sizeof(seg)) == PASS, "EHLO, 1st part");
+	memset(seg, 'a', sizeof(seg));
+	check(sendn(&c, 1, seg, sizeof(seg)) == PASS, "EHLO, 2nd part");
+	memcpy(seg + sizeof(seg) - 2, "\r\n", 2);
+	check(sendn(&c, 1, seg, sizeof(seg)) == PASS, "EHLO, 3rd part");
+	check(srv(&c, "250 mx\r\n") == PASS, "EHLO's reply");
+
+	memcpy(seg, "MAIL FROM:<", 11);
+	memset(seg + 11, 'a', sizeof(seg) - 11);
+	at = c.cseq;
+	check(sendn(&c, 1, seg, sizeof(seg)) == OK,
+	      "the segment with the MAIL verb passed");
+	check_rst(&c, at, c.sseq);
+
+	/* NOOP and 70,000 bytes: reset in the segment that crosses 4,096 */
+	reset_maps();
+	c = conn4(43401);
+	to_ehlo(&c);
+	memset(seg, 'x', sizeof(seg));
+	memcpy(seg, "NOOP ", 5);
+	for (int i = 0; i < 70; i++) {
+		__u32 want = i < 4 ? PASS : OK;
+
+		if (sendn(&c, 1, seg, sizeof(seg)) != want) {
+			check(false, "segment %d of a long NOOP line: want %s",
+			      i, want == PASS ? "pass" : "reset");
+			break;
+		}
+		if (want == OK)
+			break;
+		memset(seg, 'x', 5);
+	}
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "plaintext_command");
+}
+
 /* Cases 43, 44: a table of 256 entries, 100k spoofed SYNs and 10k short
  * sessions (half leave with QUIT and FINs, half are reset), while one
  * session waits between STARTTLS's 220 and its hello and another is
@@ -1907,6 +1956,7 @@ static const struct {
 	{ "IPv6 extension headers, bounded (case 47)", t_ipv6_ext },
 	{ "differential: random dialogues, random segments, program = host logic", t_differential },
 	{ "a SYN flood and 10k sessions on a small table (cases 43, 44)", t_flood },
+	{ "long lines (case 7)", t_long_lines },
 };
 
 int main(int argc, char **argv)
