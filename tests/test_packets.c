@@ -157,12 +157,18 @@ static struct tconn conn6(uint16_t cport)
 	return c;
 }
 
-/* Run one packet through the ingress program; the result stays in out. */
-static __u32 run(const struct pkt *p, bool egress)
+/* Run one packet through the ingress program; the result stays in out.
+ * A non-zero gso_size makes it a GSO packet (as GRO, TSO and BIG TCP
+ * make them). */
+static __u32 run_gso(const struct pkt *p, bool egress, __u32 gso_size)
 {
+	struct __sk_buff ctx = { .gso_size = gso_size,
+				 .gso_segs = gso_size ? 2 : 0 };
 	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p->b,
 		    .data_size_in = p->len, .data_out = out.b,
-		    .data_size_out = sizeof(out.b), .repeat = 1);
+		    .data_size_out = sizeof(out.b), .repeat = 1,
+		    .ctx_in = gso_size ? &ctx : NULL,
+		    .ctx_size_in = gso_size ? sizeof(ctx) : 0);
 	int fd = bpf_program__fd(egress ? skel->progs.stg_egress
 					: skel->progs.stg_ingress);
 
@@ -174,6 +180,11 @@ static __u32 run(const struct pkt *p, bool egress)
 	out.l3 = p->l3;
 	out.l4 = p->l4;
 	return o.retval;
+}
+
+static __u32 run(const struct pkt *p, bool egress)
+{
+	return run_gso(p, egress, 0);
 }
 
 /* Send @s (length @n, or strlen) from the client or server of @c with the
@@ -1787,6 +1798,26 @@ static void t_differential(void)
 	      "unbalanced: %d reset, %d passed", resets, passes);
 }
 
+/* Case 37: BIG TCP (and some TSO captures) carry an IPv4 total length
+ * of 0 on GSO packets: the payload's length comes from the packet. On a
+ * packet that is not GSO, a length of 0 is one the stack drops. */
+static void t_big_tcp(void)
+{
+	static const char mail[] = "NOOP\r\nMAIL FROM:<alice@example.org>\r\n";
+	struct tconn c = conn4(43500);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq, mail,
+		  sizeof(mail) - 1, NULL, 0);
+	((struct iphdr *)(p.b + p.l3))->tot_len = 0;
+	pkt_fix_ip4(&p);
+	check(run(&p, false) == PASS, "tot_len 0, not GSO: not passed unjudged");
+	check(phase(&c) == STG_PLAIN, "phase %d", phase(&c));
+	check(run_gso(&p, false, 1448) == OK, "MAIL in a BIG TCP packet passed");
+	check(resets(STG_R_PLAINTEXT_COMMAND) == 1, "plaintext_command");
+}
+
 /* Case 7: long lines. A 3,000-byte EHLO argument in three segments
  * passes; a 3,000-byte MAIL FROM line is reset on the segment that shows
  * its verb; a line past 4,096 bytes is reset where it crosses (the line
@@ -1957,6 +1988,7 @@ static const struct {
 	{ "differential: random dialogues, random segments, program = host logic", t_differential },
 	{ "a SYN flood and 10k sessions on a small table (cases 43, 44)", t_flood },
 	{ "long lines (case 7)", t_long_lines },
+	{ "BIG TCP: IPv4 total length 0 (case 37)", t_big_tcp },
 };
 
 int main(int argc, char **argv)
