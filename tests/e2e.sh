@@ -537,6 +537,28 @@ t_auth_only() {
 	lab_wait_delivered "h$t" || { echo "not delivered"; return 1; }
 }
 
+# Case 45, on a kernel without VLAN devices: frames with an 802.1Q tag
+# (moved into skb metadata by the receiving stack before TC) written on
+# the client's veth. A MAIL in one is reset (picked up, judged) and the
+# RST goes back with the tag.
+t_vlan_frames() {
+	local mac out
+	mac=$(lab_srv cat "/sys/class/net/$LAB_SRV_IF/address") || return 1
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	lab_cli timeout 10 tcpdump -i "$LAB_CLI_IF" -e -nn -c 1 \
+		"vlan 100 and tcp[tcpflags] & tcp-rst != 0" >"$LAB_DIR/vlan" 2>/dev/null &
+	sleep 1
+	raw vlanframe "$LAB_CLI_IF" "$mac" "$LAB_CLI4" "$LAB_SRV4" 100 \
+		'MAIL FROM:<alice@example.org>\r\n' >/dev/null || return 1
+	wait
+	out=$(cat "$LAB_DIR/vlan")
+	grep -q "vlan 100.*$LAB_SRV4.25 > $LAB_CLI4.40025: Flags \[R.\], seq 2000, ack 1000" <<<"$out" ||
+		{ echo "no RST with the tag back: $out"; return 1; }
+	[ "$(counter "$LAB_SRV_NS" resets_by_reason.plaintext_command)" = 1 ] &&
+	[ "$(counter "$LAB_SRV_NS" pickup_plaintext)" = 1 ] ||
+		{ guard_srv stats | grep -v " 0$"; return 1; }
+}
+
 # Network namespaces: a clsact attachment is detached from inside its
 # namespace even when detach runs elsewhere; 'ip netns exec', whose private
 # /sys would hold the pins only while it runs, is refused.
@@ -685,6 +707,7 @@ run_test "data on the SYN (TCP Fast Open) is judged (case 27)" _t_tfo
 run_test "big packets: GSO and GRO, every line judged (cases 34, 36, 37)" _t_big
 run_test "payload in page fragments: sendfile (case 31)" t_sendfile
 run_test "policy auth-only: per port and per host, DATA and BDAT" t_auth_only
+run_test "VLAN-tagged frames judged, RST tagged back (case 45)" t_vlan_frames
 run_test "network namespaces: detach reaches clsact, ip netns exec refused" t_netns
 run_test "detach --force: a copy it cannot reach passes traffic" t_forgotten
 run_test "attachments that change under the guard" t_changes

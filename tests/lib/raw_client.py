@@ -35,6 +35,12 @@
       STOPFILE exists. Prints the number reset and the number whose MAIL
       was answered. Exit 0 when none was answered and some were reset.
 
+  raw_client.py vlanframe IFACE DMAC SRC DST VID TEXT
+      Write one Ethernet frame on IFACE (a packet socket) to DMAC: an
+      802.1Q tag VID, IPv4 SRC -> DST, TCP port 40025 -> 25, ACK|PSH,
+      TEXT (with \r\n escapes) as payload. For kernels without VLAN
+      devices: the guard still sees tagged traffic.
+
   raw_client.py tfo ADDR LINES [--starttls]
       TCP Fast Open: LINES (with \\r\\n escapes) sent as data on the SYN;
       then, with --starttls, STARTTLS, TLS, and a message with LINES' token
@@ -206,6 +212,37 @@ def probe(addr, stopfile):
     return 0 if reset and not answered else 1
 
 
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+def vlanframe(iface, dmac, src, dst, vid, text):
+    data = unescape(text)
+    sa, da = socket.inet_aton(src), socket.inet_aton(dst)
+    tcp = struct.pack("!HHIIBBHHH", 40025, 25, 1000, 2000, 5 << 4, 0x18,
+                      65535, 0, 0) + data
+    pseudo = sa + da + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6,
+                     0, sa, da)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    smac = open("/sys/class/net/%s/address" % iface).read().strip()
+    frame = (bytes.fromhex(dmac.replace(":", "")) +
+             bytes.fromhex(smac.replace(":", "")) +
+             struct.pack("!HH", 0x8100, vid) + struct.pack("!H", 0x0800) +
+             ip + tcp)
+    s.send(frame)
+    print("sent", len(frame))
+    return 0
+
+
 def tfo(addr, lines, starttls):
     data = unescape(lines)
     s = socket.socket(family(addr), socket.SOCK_STREAM)
@@ -267,6 +304,9 @@ def main():
             return auth(sys.argv[2])
         if sys.argv[1] == "probe":
             return probe(sys.argv[2], sys.argv[3])
+        if sys.argv[1] == "vlanframe":
+            return vlanframe(sys.argv[2], sys.argv[3], sys.argv[4],
+                             sys.argv[5], int(sys.argv[6]), sys.argv[7])
         if sys.argv[1] == "tfo":
             return tfo(sys.argv[2], sys.argv[3], "--starttls" in sys.argv)
     except (ConnectionResetError, BrokenPipeError) as e:
