@@ -117,6 +117,8 @@ struct stg_config {
 	__u64 ports[STG_PORT_WORDS]; /* guarded server ports, a bitmap */
 	__u64 tls_ports[STG_PORT_WORDS]; /* of those, implicit-TLS ports */
 	__u64 auth_ports[STG_PORT_WORDS]; /* of those, policy auth-only */
+	__u64 own_policy[STG_PORT_WORDS]; /* (loader only) ports given with
+					   * a policy of their own */
 	struct smtp_upgrade upgrade;	/* verbs taken as STARTTLS */
 };
 
@@ -124,6 +126,8 @@ struct stg_config {
 #define STG_CFG_NO_OUTBOUND 0x2	/* --direction inbound */
 #define STG_CFG_MIDSTREAM_PASS 0x4 /* --midstream pass */
 #define STG_CFG_ONE_WAY 0x8	/* --one-way: server packets not seen */
+#define STG_CFG_AUTH_ONLY 0x10	/* (loader only) --policy auth-only: the
+				 * policy of ports without their own */
 
 /* A connection, normalised so that the server is the side on a guarded
  * port. IPv4 addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). Addresses in

@@ -527,14 +527,19 @@ t_auth_only() {
 		{ echo "Postfix read the AUTH:"; lab_log; return 1; }
 	[ "$(counter "$LAB_SRV_NS" resets_by_reason.plaintext_command)" = 1 ] ||
 		{ guard_srv stats; return 1; }
-	# back to encrypt for the port; one host auth-only
-	guard_srv attach "$LAB_SRV_IF" --policy encrypt >/dev/null || return 1
+	# back to encrypt for the port (given without a policy of its own);
+	# one host auth-only
+	guard_srv attach "$LAB_SRV_IF" --port 25 >/dev/null || return 1
 	expect 3 "plaintext under encrypt" \
 		lab_smtp_client --server "$LAB_SRV4" --token "e$t" || return 1
 	guard_srv allow add "$LAB_CLI4" --auth-only >/dev/null || return 1
 	expect 0 "plaintext from an auth-only host" \
 		lab_smtp_client --server "$LAB_SRV4" --token "h$t" || return 1
 	lab_wait_delivered "h$t" || { echo "not delivered"; return 1; }
+	# --policy holds for the ports given later without their own
+	guard_srv attach "$LAB_SRV_IF" --policy auth-only >/dev/null &&
+		guard_srv attach "$LAB_SRV_IF" --port 25 --port 2525:encrypt >/dev/null || return 1
+	guard_srv status | grep -q "ports: *25 (auth-only) 2525$" || { guard_srv status; return 1; }
 }
 
 # Case 45, on a kernel without VLAN devices: frames with an 802.1Q tag
@@ -655,6 +660,15 @@ t_errors() {
 	nothing_left || return 1
 	guard_srv attach "$LAB_SRV_IF" --port 0 2>/dev/null && return 1
 	guard_srv attach "$LAB_SRV_IF" --default maybe 2>/dev/null && return 1
+	nothing_left || return 1
+	expect 2 "an SMTP command as upgrade verb" guard_srv attach "$LAB_SRV_IF" \
+		--upgrade-verb MAIL 2>/dev/null || return 1
+	expect 1 "a port both STARTTLS and implicit TLS" guard_srv attach \
+		"$LAB_SRV_IF" --port 465 --implicit-tls-port 465 2>/dev/null || return 1
+	out=$(STARTTLS_GUARD_PIN_DIR=$LAB_DIR/pins guard_srv attach "$LAB_SRV_IF" 2>&1) &&
+		{ echo "pinned outside bpffs"; return 1; }
+	[ "$(wc -l <<<"$out")" = 1 ] && grep -q "not on a bpf filesystem" <<<"$out" ||
+		{ echo "$out"; return 1; }
 	nothing_left || return 1
 	# Case 48: a layer-3 device (tun: no Ethernet header) is refused.
 	lab_srv ip tuntap add dev stgtun0 mode tun || return 1

@@ -378,10 +378,12 @@ static const char attach_usage[] =
 	"      --policy P       encrypt (default): before TLS only EHLO, HELO,\n"
 	"                       STARTTLS, NOOP, RSET, HELP, QUIT; auth-only: only\n"
 	"                       AUTH is reset (as smtpd_tls_auth_only), mail may\n"
-	"                       go in plaintext. For the ports without their own\n"
+	"                       go in plaintext. For every port given without a\n"
+	"                       policy of its own, now and in later attaches\n"
 	"      --upgrade-verb V take verb V as STARTTLS too (Exchange's\n"
 	"                       X-ANONYMOUSTLS): the same 220 and TLS checks.\n"
-	"                       Up to 2, repeatable; 'none' removes them\n"
+	"                       Up to 2, repeatable; 'none' removes them. Not\n"
+	"                       an SMTP command of its own (MAIL, AUTH...)\n"
 	"      --one-way        only the clients' packets pass here (asymmetric\n"
 	"                       routing): STARTTLS then a TLS hello upgrades\n"
 	"                       without the server's 220 (--two-way: the default)\n"
@@ -398,8 +400,9 @@ static const char attach_usage[] =
 	"                       record passes once the other side sends one) or\n"
 	"                       pass (all pass, counted: for a gentle roll-out)\n"
 	"      --max-connections N\n"
-	"                       size of the connection table (default 65536;\n"
-	"                       about 200 bytes each). The oldest entries are\n"
+	"                       size of the connection table, 256 to 16777216\n"
+	"                       (default 65536; about 200 bytes each). The\n"
+	"                       oldest entries are\n"
 	"                       evicted when it is full. Set on the first attach:\n"
 	"                       changing it needs a detach\n"
 	"  -m, --monitor        count violations (and mark them in the conns\n"
@@ -424,6 +427,24 @@ static int parse_action(const char *s)
 		if (!strcmp(s, action_names[i]))
 			return i;
 	return -1;
+}
+
+/* 1 when the packed verb @v is an SMTP command a server carries out:
+ * taken as STARTTLS, it would be passed. */
+static bool smtp_command(const __u64 v[2])
+{
+	static const char *const cmds[] = {
+		"EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "VRFY",
+		"EXPN", "HELP", "NOOP", "QUIT", "AUTH", "STARTTLS", "ETRN",
+		"ATRN", "TURN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD",
+		"LHLO", "XEXCH50", "X-EXPS", "X-LINK2STATE",
+	};
+	__u64 w[2];
+
+	for (unsigned int i = 0; i < sizeof(cmds) / sizeof(*cmds); i++)
+		if (!smtp_pack_verb(cmds[i], w) && w[0] == v[0] && w[1] == v[1])
+			return true;
+	return false;
 }
 
 static int parse_policy(const char *s)
@@ -523,6 +544,12 @@ static int check_pins(struct bpf_object *obj, __u32 max_conns)
 		else if (info.max_entries != bpf_map__max_entries(map))
 			field = "entries", pinned = info.max_entries,
 			now = bpf_map__max_entries(map);
+		if (field && max_conns && !strcmp(bpf_map__name(map), "conns") &&
+		    !strcmp(field, "entries"))
+			return fail("the connection table holds %u entries: "
+				    "--max-connections %u needs a detach first "
+				    "(connections in it lose their state)",
+				    pinned, now);
 		if (field)
 			return fail("pinned map %s/%s does not match this "
 				    "version (%s %u, here %u): 'starttls-guard "
@@ -680,6 +707,11 @@ static int cmd_attach(int argc, char **argv)
 			if (v < 0)
 				usage_error("attach", "bad port '%s': expected "
 					    "1-65535", optarg);
+			if (((ports[v >> 6] >> (v & 63)) & 1) &&
+			    (((pol_set[v >> 6] >> (v & 63)) & 1) != (pol >= 0) ||
+			     ((auth_ports[v >> 6] >> (v & 63)) & 1) != (pol > 0)))
+				usage_error("attach", "port %d given twice, with "
+					    "different policies", v);
 			ports[v >> 6] |= 1ULL << (v & 63);
 			if (pol >= 0) {
 				pol_set[v >> 6] |= 1ULL << (v & 63);
@@ -710,6 +742,15 @@ static int cmd_attach(int argc, char **argv)
 				usage_error("attach", "bad --upgrade-verb '%s': "
 					    "1 to %d printable bytes, no space",
 					    optarg, SMTP_VERB_MAX);
+			if (smtp_command(upgrade[nupgrade]))
+				usage_error("attach", "--upgrade-verb %s: an SMTP "
+					    "command of its own, which the server "
+					    "would carry out", optarg);
+			for (int i = 0; i < nupgrade; i++)
+				if (!memcmp(upgrade[i], upgrade[nupgrade],
+					    sizeof(upgrade[i])))
+					usage_error("attach", "--upgrade-verb %s "
+						    "given twice", optarg);
 			nupgrade++;
 			any_upgrade = true;
 			break;
@@ -848,6 +889,16 @@ static int cmd_attach(int argc, char **argv)
 		fail("couldn't create %s: %s", stg_pin_dir, strerror(-lock));
 		goto out;
 	}
+	{
+		struct statfs st;
+
+		if (fstatfs(lock, &st) || st.f_type != BPF_FS_MAGIC) {
+			fail("%s is not on a bpf filesystem (bpffs): pins need "
+			     "one", stg_pin_dir);
+			rmdir(stg_pin_dir); /* if made here (and so empty) */
+			goto out;
+		}
+	}
 
 	skel = starttls_guard_bpf__open();
 	if (!skel || set_pins(skel->obj)) {
@@ -884,20 +935,31 @@ static int cmd_attach(int argc, char **argv)
 	else
 		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
 	/* Guarded: the STARTTLS ports and the implicit-TLS ones. A
-	 * STARTTLS port's policy: its own (--port N:POLICY), else --policy,
-	 * else what it had (encrypt for a new one). */
+	 * STARTTLS port's policy: its own (--port N:POLICY), else --policy
+	 * (given now or before). */
+	if (policy >= 0)
+		cfg.flags = (cfg.flags & ~STG_CFG_AUTH_ONLY) |
+			    (policy ? STG_CFG_AUTH_ONLY : 0);
 	for (int w = 0; w < STG_PORT_WORDS; w++) {
 		__u64 starttls = any_port ? ports[w]
 					  : cfg.ports[w] & ~cfg.tls_ports[w];
-		__u64 auth = cfg.auth_ports[w];
+		__u64 tls = any_tls_port ? tls_ports[w] : cfg.tls_ports[w];
+		__u64 own = any_port ? pol_set[w] : cfg.own_policy[w];
+		__u64 own_auth = any_port ? auth_ports[w]
+					  : cfg.auth_ports[w] & own;
 
-		if (policy >= 0)
-			auth = policy ? ~0ULL : 0;
-		auth = (auth & ~pol_set[w]) | auth_ports[w];
-		if (any_tls_port)
-			cfg.tls_ports[w] = tls_ports[w];
-		cfg.ports[w] = starttls | cfg.tls_ports[w];
-		cfg.auth_ports[w] = auth & starttls & ~cfg.tls_ports[w];
+		if (starttls & tls) {
+			fail("port %d is given both as a STARTTLS port and as "
+			     "an implicit-TLS port",
+			     w * 64 + __builtin_ctzll(starttls & tls));
+			goto out;
+		}
+		cfg.tls_ports[w] = tls;
+		cfg.ports[w] = starttls | tls;
+		cfg.own_policy[w] = own & starttls;
+		cfg.auth_ports[w] = (own_auth & own & starttls) |
+				    ((cfg.flags & STG_CFG_AUTH_ONLY) ?
+					     starttls & ~own : 0);
 	}
 	if (any_upgrade)
 		memcpy(cfg.upgrade.verb, upgrade, sizeof(upgrade));
@@ -969,16 +1031,24 @@ undo:
 			continue;
 		stg_tc_detach(&ifk[i], &cur);
 		bpf_map_delete_elem(ifmap, &ifk[i]);
+		printf("undid the attachment to %s\n", cur.name);
 	}
 	libbpf_quiet = false;
-	if (bpf_map_get_next_key(ifmap, NULL, &ifk[0])) {
-		/* Nothing attached anywhere: remove the pins too. */
-		bpf_object__unpin_maps(skel->obj, NULL);
-		rmdir(stg_pin_dir);
-	}
 out:
-	if (rc && skel && lock >= 0 && !bpf_map__is_pinned(skel->maps.ifaces))
-		rmdir(stg_pin_dir); /* load failed before anything was pinned */
+	if (rc && skel && lock >= 0) {
+		struct stg_iface_key k;
+
+		/* After a failure: a load that failed pinned nothing (the
+		 * directory goes if empty: pins of a running guard stay); a
+		 * guard attached nowhere keeps no pins. */
+		if (!bpf_map__is_pinned(skel->maps.ifaces)) {
+			rmdir(stg_pin_dir);
+		} else if (bpf_map_get_next_key(bpf_map__fd(skel->maps.ifaces),
+						NULL, &k)) {
+			bpf_object__unpin_maps(skel->obj, NULL);
+			rmdir(stg_pin_dir);
+		}
+	}
 	starttls_guard_bpf__destroy(skel);
 	if (lock >= 0)
 		close(lock);
@@ -1192,6 +1262,8 @@ static int cmd_status(int argc, char **argv)
 		return 1;
 	printf("mode:            %s\n",
 	       cfg.mode == STG_MODE_MONITOR ? "monitor" : "enforce");
+	printf("policy:          %s (ports without their own)\n",
+	       cfg.flags & STG_CFG_AUTH_ONLY ? "auth-only" : "encrypt");
 	printf("default action:  %s\n", action_names[cfg.default_action % 4]);
 	printf("ports:          ");
 	for (int p = 1; p < 65536; p++)
@@ -1366,9 +1438,12 @@ static int cmd_stats(int argc, char **argv)
 	if (help_asked(argc, argv, "Usage: starttls-guard stats [--json]\n"
 				   "Show the counters, summed over CPUs.\n"))
 		return 0;
-	if (argc > 1 && !json)
-		usage_error("stats", "unexpected argument '%s'",
-			    strcmp(argv[1], "--json") ? argv[1] : argv[2]);
+	if (argc > 1 && !json) {
+		const char *bad = strcmp(argv[1], "--json") ? argv[1] : argv[2];
+
+		usage_error("stats", "%s '%s'", bad[0] == '-' ? "unknown option"
+					       : "unexpected argument", bad);
+	}
 	if (ncpu <= 0)
 		return fail("couldn't count CPUs: %s", strerror(-ncpu));
 	if (check_env(false) || open_pinned("counters", &fd))
@@ -1435,15 +1510,16 @@ static const char usage[] =
 	"Reset SMTP connections that send a plaintext command before STARTTLS.\n"
 	"\n"
 	"Commands:\n"
-	"  attach IFACE... [--port N]... [--monitor|--enforce]\n"
-	"         [--default ACTION] [--tc-mode auto|tcx|clsact] [-v]\n"
+	"  attach IFACE... [--port N[:POLICY]]... [--policy P] [--monitor|--enforce]\n"
+	"         [options: see 'attach --help']\n"
 	"                           attach to interfaces (or update options)\n"
 	"  detach [IFACE...] [--force]\n"
 	"                           detach (from all when none is named)\n"
 	"  status                   where it is attached, mode, ports\n"
-	"  allow add CIDR [--deny] | allow del CIDR | allow list\n"
-	"                           exempt or deny hosts, live\n"
+	"  allow add CIDR [--deny|--auth-only] | allow del CIDR | allow list\n"
+	"                           exempt, deny or relax hosts, live\n"
 	"  stats [--json]           counters\n"
+	"  help                     this help\n"
 	"\n"
 	"  --version                the version\n"
 	"\n"
@@ -1459,7 +1535,7 @@ int main(int argc, char **argv)
 		stg_pin_dir = getenv("STARTTLS_GUARD_PIN_DIR");
 	if (argc < 2)
 		usage_error(NULL, "no command");
-	if (is_help(argv[1])) {
+	if (is_help(argv[1]) || !strcmp(argv[1], "help")) {
 		fputs(usage, stdout);
 		return 0;
 	}
