@@ -350,11 +350,18 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	__u32 seq = p->seq, end = seq + p->pay_len, skip, zero = 0;
 	__u32 unknown = p->c2s ? STG_F_CLI_UNKNOWN : STG_F_SRV_UNKNOWN;
 	struct stg_scan_ctx *x;
+	__u32 limit;
 
 	int tfo = (p->flags & STG_TCP_SYN) && (c->flags & STG_F_TFO);
 
 	if (c->smtp.phase == STG_PICKUP_TLS)
 		return stg_pickup_tls(skb, p, c, cfg, ingress);
+	if (p->c2s && p->pay_len && !tfo && (c->flags & STG_F_TFO)) {
+		/* Data after a SYN with data, before the SYN-ACK that says
+		 * whether the server took it: no client sends that. */
+		stg_count(STG_C_UNACCEPTABLE);
+		return TC_ACT_SHOT;
+	}
 	if (p->pay_len && (p->flags & (STG_TCP_SYN | STG_TCP_RST)) && !tfo) {
 		/* Data the receiver does not take in: on an RST (passed
 		 * unjudged), or on a SYN of an established connection. */
@@ -416,7 +423,10 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	/* Bytes parsed to the end only up to STARTTLS's reply: after it the
 	 * client's are judged by their first bytes, the server's by its
 	 * first (stg_check), however large the packet. */
-	if (!x || (p->pay_len - skip > stg_max_scan + c->smtp.skip &&
+	limit = stg_max_scan;
+	if (limit == STG_MAX_SCAN && (c->smtp.policy & SMTP_P_AUTH_ONLY))
+		limit = STG_MAX_SCAN_AUTH; /* chained, shorter chunks */
+	if (!x || (p->pay_len - skip > limit + c->smtp.skip &&
 		   c->smtp.phase <= STG_STARTTLS_SENT))
 		goto uninspectable;
 	x->pkt = *p;
@@ -470,11 +480,13 @@ stg_track(const struct stg_pkt *p, const struct stg_config *cfg,
 		/* Implicit TLS: the client's first bytes must be its hello. */
 		c.smtp.phase = STG_TLS_GO;
 	}
-	if (action == STG_ACT_AUTH_ONLY ||
-	    stg_port_in(cfg->auth_ports, p->key.srv_port))
-		c.smtp.policy |= SMTP_P_AUTH_ONLY;
+	/* Auth-only follows message bodies from the server's 354: one-way,
+	 * where it is not seen, the policy is encrypt. */
 	if (cfg->flags & STG_CFG_ONE_WAY)
 		c.smtp.policy |= SMTP_P_ONE_WAY;
+	else if (action == STG_ACT_AUTH_ONLY ||
+		 stg_port_in(cfg->auth_ports, p->key.srv_port))
+		c.smtp.policy |= SMTP_P_AUTH_ONLY;
 	/* Entries made are counted (a new connection on a tuple with state
 	 * replaces it): with those removed at the close and those left, the
 	 * loader tells how many the table evicted. */
@@ -488,12 +500,14 @@ stg_track(const struct stg_pkt *p, const struct stg_config *cfg,
 /* stg_untracked(): the packet's payload is to be judged. */
 #define STG_INSPECT 0x7fff
 
-/* A packet of a connection without state (or a SYN-ACK that starts one
- * afresh). Returns a verdict, or STG_INSPECT with *cp set. */
+/* A packet of a connection without state (or a SYN, or a SYN-ACK that
+ * starts one afresh; @live: the entry on the tuple, if any). Returns a
+ * verdict, or STG_INSPECT with *cp set. */
 static __always_inline int stg_untracked(struct __sk_buff *skb,
 					 struct stg_pkt *p,
 					 const struct stg_config *cfg,
-					 int ingress, struct stg_conn **cp)
+					 int ingress, int live,
+					 struct stg_conn **cp)
 {
 	__u8 syn = p->flags & (STG_TCP_SYN | STG_TCP_ACK);
 	int monitor = cfg->mode == STG_MODE_MONITOR;
@@ -517,7 +531,12 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 		}
 		if (!p->pay_len || action == STG_ACT_EXEMPT)
 			return STG_PASS;
-		if (!p->c2s) {
+		/* Data on a SYN that no server takes: on a tuple with a live
+		 * connection (its server answers with a challenge ACK), or
+		 * where the server's answer is not seen (one-way: whether it
+		 * took the data would not be known). Dropped: the client
+		 * sends its SYN again without data. */
+		if (!p->c2s || live || (cfg->flags & STG_CFG_ONE_WAY)) {
 			stg_count(STG_C_UNACCEPTABLE);
 			return TC_ACT_SHOT;
 		}
@@ -595,9 +614,11 @@ static __always_inline int stg_closes(struct stg_conn *c,
 	if (p->flags & STG_TCP_FIN)
 		c->flags |= p->c2s ? STG_F_FIN_CLI : STG_F_FIN_SRV;
 	if (p->flags & STG_TCP_RST)
-		return c->smtp.phase >= STG_PICKUP_TLS ||
+		return c->smtp.phase >= STG_TLS ||
 		       (c->flags & (STG_F_CLI_UNKNOWN | STG_F_SRV_UNKNOWN)) ||
-		       p->seq - nxt <= 1; /* a FIN may take one */
+		       p->seq == nxt || /* after its FIN, one further */
+		       (p->seq == nxt + 1 &&
+			(c->flags & (p->c2s ? STG_F_FIN_CLI : STG_F_FIN_SRV)));
 	return !p->pay_len && (c->flags & (STG_F_FIN_CLI | STG_F_FIN_SRV)) ==
 				      (STG_F_FIN_CLI | STG_F_FIN_SRV);
 }
@@ -684,8 +705,9 @@ static __always_inline int stg_guard(struct __sk_buff *skb, int ingress)
 	     (c->flags & STG_F_SYN) && p.ack == c->syn_seq + 1)) {
 		if (stg_spoofed(skb, &p, ingress))
 			return TC_ACT_SHOT;
+		r = !!c;
 		c = NULL;
-		r = stg_untracked(skb, &p, cfg, ingress, &c);
+		r = stg_untracked(skb, &p, cfg, ingress, r, &c);
 		if (r != STG_INSPECT || !c)
 			return r;
 	} else if (c->smtp.phase == STG_BLOCKED) {
@@ -962,7 +984,8 @@ static __always_inline int stg_scan_chain(struct __sk_buff *skb,
 	if (stg_scan_begin(&x, &cfg, &c))
 		return TC_ACT_SHOT;
 	reason = stg_scan_chunk(skb, x, &c->smtp, &cfg->upgrade, kind,
-				STG_CHUNK);
+				kind == STG_K_CLI_AUTH ? STG_CHUNK_AUTH
+						       : STG_CHUNK);
 	if (!reason && !stg_scan_over(x, &c->smtp, c2s)) {
 		bpf_tail_call(skb, &jmp, c->smtp.body ? STG_JMP_BODY : x->slot);
 		reason = STG_R_UNINSPECTABLE; /* out of tail calls */

@@ -68,6 +68,9 @@ enum smtp_verdict {
 					 * handshake record is no TLS record */
 	SMTP_V_AMBIGUOUS_END = 9,	/* a message body's end that servers
 					 * read differently (auth-only) */
+	SMTP_V_DATA_PIPELINING = 10,	/* client bytes after DATA before its
+					 * reply (auth-only): body or commands,
+					 * as the server decides */
 	SMTP_V_MAX,
 };
 
@@ -383,9 +386,17 @@ smtp_client_byte(struct smtp_state *s, __u8 c, const struct smtp_upgrade *up,
 	__u64 in_verb = smtp_eq(line, SMTP_CL_VERB);
 	__u64 in_cr = smtp_eq(line, SMTP_CL_CR);
 	/* a byte that ends the verb, when one is being read */
-	__u64 term = lf | cr | (smtp_eq(c, ' ') & in_verb);
+	/* Whitespace: a space; under auth-only any a server takes (Postfix
+	 * splits on tabs too and skips it before the verb: " AUTH" and
+	 * "AUTH\tPLAIN" are AUTH), under encrypt other whitespace is no
+	 * allowed verb's. */
+	__u64 ws = smtp_eq(c, ' ') |
+		   (auth_only ? smtp_eq(c, '\t') | smtp_eq(c, 0x0b) |
+				smtp_eq(c, 0x0c) : 0);
+	__u64 lead = auth_only ? in_verb & smtp_eq(pos, 0) & ws : 0;
+	__u64 term = lf | cr | (ws & in_verb & (1 ^ lead));
 	/* a byte that adds to the verb, and which word it goes to */
-	__u64 add = in_verb & (1 ^ term);
+	__u64 add = in_verb & (1 ^ term) & (1 ^ lead);
 	__u64 lo = smtp_lt(pos, 8), hi = (1 ^ lo) & smtp_lt(pos, SMTP_VERB_MAX);
 	__u64 lower = smtp_lt(c - 'a' + 256, 256 + 26) & smtp_lt('a' - 1, c);
 	__u64 u = c - 32 * lower;
@@ -407,6 +418,10 @@ smtp_client_byte(struct smtp_state *s, __u8 c, const struct smtp_upgrade *up,
 	SMTP_JOIN();
 	if (s->phase != STG_PLAIN)
 		return smtp_client_upgrade_byte(s, c);
+	/* After DATA, nothing before its reply: a 354 makes the bytes a
+	 * body, anything else commands. */
+	if (auth_only && s->data_cmd)
+		return SMTP_V_DATA_PIPELINING;
 	vb = smtp_verb_bits(s, up, auth_only);
 	/* a bare CR; a complete verb that is a violation; a verb longer than
 	 * any allowed (auth-only: kept to its first SMTP_VERB_MAX bytes); a
@@ -443,7 +458,7 @@ smtp_client_byte(struct smtp_state *s, __u8 c, const struct smtp_upgrade *up,
 	s->cli_pos = pos + add;
 	s->cli_len = len + 1;
 	s->cli_line = smtp_sel(cr, SMTP_CL_CR,
-			       smtp_sel(add, SMTP_CL_VERB, SMTP_CL_ARGS));
+			       smtp_sel(add | lead, SMTP_CL_VERB, SMTP_CL_ARGS));
 	return SMTP_OK;
 }
 

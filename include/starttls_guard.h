@@ -24,6 +24,10 @@
 #define STG_CHUNK 512
 #endif
 #define STG_MAX_SCAN (STG_CHUNK * 30)
+/* Under policy auth-only the client's commands are read in chunks half
+ * as long (more to check per byte, the same room in the verifier). */
+#define STG_CHUNK_AUTH (STG_CHUNK / 2)
+#define STG_MAX_SCAN_AUTH (STG_CHUNK_AUTH * 30)
 /* With bpf_loop() (5.17 on) one program run judges every chunk: the
  * limit is then far above any packet (GRO, TSO and BIG TCP included). */
 #define STG_MAX_SCAN_LOOP (1U << 20)
@@ -67,6 +71,7 @@ enum stg_reason {
 	STG_R_UNSOLICITED_REPLY = SMTP_V_UNSOLICITED_REPLY,
 	STG_R_SERVER_NOT_TLS = SMTP_V_SERVER_NOT_TLS,
 	STG_R_AMBIGUOUS_END = SMTP_V_AMBIGUOUS_END,
+	STG_R_DATA_PIPELINING = SMTP_V_DATA_PIPELINING,
 	STG_R_DENIED_HOST = SMTP_V_MAX,	/* host in the map with action deny */
 	STG_R_UNINSPECTABLE,		/* payload that could not be judged: too
 					 * much of it, or unreadable */

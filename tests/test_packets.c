@@ -80,6 +80,22 @@ static void set_flags(__u32 flags)
 	bpf_map_update_elem(fd, &zero, &cfg, 0);
 }
 
+/* Set auth-only on port 25, or the verbs taken as STARTTLS, or one-way. */
+static void set_cfg(bool auth_only, const char *upgrade_verb, __u32 flags)
+{
+	struct stg_config cfg;
+	__u32 zero = 0;
+	int fd = bpf_map__fd(skel->maps.settings);
+
+	bpf_map_lookup_elem(fd, &zero, &cfg);
+	if (auth_only)
+		cfg.auth_ports[25 >> 6] |= 1ULL << (25 & 63);
+	if (upgrade_verb)
+		smtp_pack_verb(upgrade_verb, cfg.upgrade.verb[1]);
+	cfg.flags |= flags;
+	bpf_map_update_elem(fd, &zero, &cfg, 0);
+}
+
 static void host_set(const char *addr, int plen, int action)
 {
 	struct stg_host_key k = { 0 };
@@ -1342,6 +1358,55 @@ static __u32 mail_on(int port, bool inbound)
 	return run(&p, !inbound);
 }
 
+/* Ways around the state found by review: data on a SYN of a live
+ * connection (its server drops it) must not take the place of the bytes
+ * the server reads; an RST one past the next byte (no FIN) does not end
+ * the entry; data before the SYN-ACK of a SYN with data is dropped;
+ * one-way, data on a SYN is dropped and auth-only is not applied. */
+static void t_state_attacks(void)
+{
+	static const char noops[] = "NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n";
+	static const char mail[] = "MAIL FROM:<a@atk.example>\r\n";
+	struct tconn c = conn4(43600);
+	struct pkt p;
+
+	to_ehlo(&c);
+	pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, noops, sizeof(noops) - 1,
+		  NULL, 0);
+	check(run(&p, false) == SHOT, "SYN with data on a live connection passed");
+	check(phase(&c) == STG_PLAIN, "phase %d", phase(&c));
+	check(cli(&c, mail) == OK, "MAIL after a SYN with data passed");
+
+	/* RST at next + 1 without a FIN: the server sends a challenge ACK */
+	reset_maps();
+	c = conn4(43601);
+	to_ehlo(&c);
+	c.cseq++;
+	check(bare(&c, 1, F_RST | F_ACK) == PASS, "RST");
+	c.cseq--;
+	check(entries() == 1, "entry ended by an RST the server does not take");
+	check(sendn(&c, 1, "NOOP\x01\r\nMAIL FROM:<a@b>\r\n", 26) == OK,
+	      "MAIL behind a binary byte passed");
+
+	/* data before the SYN-ACK that tells whether the SYN's was taken */
+	reset_maps();
+	c = conn4(43602);
+	pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, "EHLO x\r\n", 8, NULL, 0);
+	check(run(&p, false) == PASS, "SYN with EHLO");
+	check(cli(&c, mail) == SHOT, "data before the SYN-ACK passed");
+
+	/* one-way */
+	reset_maps();
+	set_cfg(true, NULL, STG_CFG_ONE_WAY);
+	c = conn4(43603);
+	pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, "EHLO x\r\n", 8, NULL, 0);
+	check(run(&p, false) == SHOT, "one-way: data on a SYN passed");
+	check(entries() == 0, "one-way: state made for a SYN");
+	handshake(&c);
+	check(cli(&c, "EHLO x\r\n") == PASS, "one-way: EHLO");
+	check(cli(&c, mail) == OK, "one-way, auth-only port: MAIL passed");
+}
+
 /* --direction inbound|outbound|both */
 static void t_direction(void)
 {
@@ -1398,22 +1463,6 @@ static void t_implicit_tls(void)
 	c = conn4(43003);
 	to_tls(&c);
 	check(phase(&c) == STG_TLS, "port 25: phase %d", phase(&c));
-}
-
-/* Set auth-only on port 25, or the verbs taken as STARTTLS, or one-way. */
-static void set_cfg(bool auth_only, const char *upgrade_verb, __u32 flags)
-{
-	struct stg_config cfg;
-	__u32 zero = 0;
-	int fd = bpf_map__fd(skel->maps.settings);
-
-	bpf_map_lookup_elem(fd, &zero, &cfg);
-	if (auth_only)
-		cfg.auth_ports[25 >> 6] |= 1ULL << (25 & 63);
-	if (upgrade_verb)
-		smtp_pack_verb(upgrade_verb, cfg.upgrade.verb[1]);
-	cfg.flags |= flags;
-	bpf_map_update_elem(fd, &zero, &cfg, 0);
 }
 
 /* Policy auth-only: mail in plaintext passes, bodies are followed (DATA,
@@ -1981,6 +2030,7 @@ static const struct {
 	{ "entries end at FIN/RST (case 28)", t_close },
 	{ "data on a SYN is judged (case 27)", t_tfo },
 	{ "--direction inbound/outbound", t_direction },
+	{ "ways around the state: SYN data, RST, TFO, one-way (review)", t_state_attacks },
 	{ "implicit-TLS ports", t_implicit_tls },
 	{ "policy auth-only: bodies followed, AUTH reset", t_auth_only },
 	{ "upgrade verbs (case 25), one-way", t_upgrade_verbs },

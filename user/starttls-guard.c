@@ -83,6 +83,7 @@ static const char *const reason_names[STG_R_MAX] = {
 	[STG_R_UNSOLICITED_REPLY] = "unsolicited_reply",
 	[STG_R_SERVER_NOT_TLS] = "server_not_tls",
 	[STG_R_AMBIGUOUS_END] = "ambiguous_end_of_data",
+	[STG_R_DATA_PIPELINING] = "data_pipelining",
 	[STG_R_DENIED_HOST] = "denied_host",
 	[STG_R_UNINSPECTABLE] = "uninspectable",
 	[STG_R_URGENT_DATA] = "urgent_data",

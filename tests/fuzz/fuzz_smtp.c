@@ -100,13 +100,24 @@ static int run(uint8_t pol, const struct seg *segs, int nsegs, int bytewise)
 /* The line model: a client line completed while the logic says plaintext
  * (phase STG_PLAIN, not in a body or a BDAT chunk) whose verb is AUTH, or
  * under encrypt MAIL, RCPT or DATA, must have been a violation. */
+static int space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\v' || c == '\f';
+}
+
 static int forbidden(const char *line, size_t n, int auth_only)
 {
 	char v[5] = "";
 
+	/* as Postfix reads it: whitespace before the verb skipped, any
+	 * whitespace after it */
+	while (n && space(*line)) {
+		line++;
+		n--;
+	}
 	for (size_t i = 0; i < 4 && i < n; i++)
 		v[i] = line[i] >= 'a' && line[i] <= 'z' ? line[i] - 32 : line[i];
-	if (n < 5 || (line[4] != ' ' && line[4] != '\r' && line[4] != '\n'))
+	if (n < 5 || (!space(line[4]) && line[4] != '\r' && line[4] != '\n'))
 		return 0;
 	if (!strcmp(v, "AUTH"))
 		return 1;
