@@ -154,7 +154,8 @@ struct smtp_state {
 				 * after them, 3 bad */
 	__u8 body;		/* enum smtp_body */
 	__u8 policy;		/* SMTP_P_* */
-	__u8 srv_pos;		/* bytes into the server line (saturates at 4) */
+	__u8 srv_pos;		/* bytes into the server line (saturates at 13) */
+	__u8 srv_kw;		/* bytes of "CHUNKING" matched after the code */
 	__u8 srv_flags;		/* SMTP_SF_* */
 	__u8 hello;		/* TLS record header bytes seen after 220 */
 };
@@ -166,8 +167,15 @@ struct smtp_state {
 				 * failed: later violations say so */
 #define SMTP_SF_PICKUP 0x10	/* picked up mid-stream: replies to commands
 				 * from before are not known, not counted */
+#define SMTP_SF_CHUNKING 0x20	/* the server offered CHUNKING (a line
+				 * "250-CHUNKING" or "250 CHUNKING"): it
+				 * reads BDAT chunks as chunks */
 /* the flags that outlive a server line */
-#define SMTP_SF_KEEP (SMTP_SF_GREETED | SMTP_SF_REFUSED | SMTP_SF_PICKUP)
+#define SMTP_SF_KEEP (SMTP_SF_GREETED | SMTP_SF_REFUSED | SMTP_SF_PICKUP | \
+		      SMTP_SF_CHUNKING)
+/* "CHUNKING", packed as verbs are */
+#define SMTP_KW_CHUNKING                                                  \
+	(SMTP_PACK4('C', 'H', 'U', 'N') | SMTP_PACK4('K', 'I', 'N', 'G') << 32)
 
 /*
  * The verifier walks every path through the per-byte code once for each
@@ -291,8 +299,11 @@ smtp_client_line_end(struct smtp_state *s, const int auth_only)
 	__u64 upgrade = (vb >> 1) & 1, bdat = (vb >> 3) & 1;
 
 	if (auth_only) {
-		/* BDAT: its chunk follows at once, whatever the reply */
-		if (bdat & (1 ^ smtp_eq(s->bdat, 1)) & (1 ^ smtp_eq(s->bdat, 2)))
+		/* BDAT: its chunk follows at once, whatever the reply, where
+		 * the server offered CHUNKING; one that did not reads the
+		 * chunk as commands */
+		if (bdat & (((1 ^ smtp_eq(s->bdat, 1)) & (1 ^ smtp_eq(s->bdat, 2))) |
+			    (1 ^ smtp_nz(s->srv_flags & SMTP_SF_CHUNKING))))
 			return SMTP_V_PLAINTEXT_COMMAND;
 		s->skip = smtp_sel(bdat, s->chunk, 0);
 		/* DATA: a body follows a 354 */
@@ -560,9 +571,12 @@ static __always_inline enum smtp_verdict smtp_server_line_end(struct smtp_state 
 				      !(f & (SMTP_SF_MORE | SMTP_SF_BAD));
 	__u16 code = s->srv_code;
 
+	f |= SMTP_SF_CHUNKING * (smtp_eq(code, 250) & smtp_eq(s->srv_kw, 8) &
+				 (1 ^ smtp_nz(f & SMTP_SF_BAD)));
 	s->srv_pos = 0;
 	s->srv_code = 0;
-	s->srv_flags &= SMTP_SF_KEEP;
+	s->srv_kw = 0;
+	s->srv_flags = f & SMTP_SF_KEEP;
 	if (!final)
 		return SMTP_OK;
 	if (!(f & SMTP_SF_GREETED)) {
@@ -608,9 +622,12 @@ static __always_inline enum smtp_verdict smtp_server_answer(struct smtp_state *s
 static __always_inline enum smtp_verdict smtp_server_byte(struct smtp_state *s,
 							  __u8 c, int *ev)
 {
-	__u64 pos = s->srv_pos;
+	__u64 pos = s->srv_pos, kw = s->srv_kw, idx = pos - 4;
 	__u64 in_code = smtp_lt(pos, 3);
 	__u64 digit = smtp_lt(c, '0' + 10) & smtp_lt('0' - 1, c);
+	__u64 in_kw = smtp_lt(3, pos) & smtp_lt(pos, 12);
+	__u64 lower = smtp_lt(c - 'a' + 256, 256 + 26) & smtp_lt('a' - 1, c);
+	__u64 want = (SMTP_KW_CHUNKING >> (8 * (idx & 7))) & 0xff;
 
 	if (s->phase == STG_TLS_GO)
 		return SMTP_V_RESPONSE_INJECTION;
@@ -621,7 +638,12 @@ static __always_inline enum smtp_verdict smtp_server_byte(struct smtp_state *s,
 			       s->srv_code);
 	s->srv_flags |= (in_code & (1 ^ digit)) * SMTP_SF_BAD |
 			(smtp_eq(pos, 3) & smtp_eq(c, '-')) * SMTP_SF_MORE;
-	s->srv_pos = pos + smtp_lt(pos, 4);
+	/* the keyword CHUNKING, alone after the code (a CR may end it) */
+	s->srv_kw = smtp_sel(in_kw,
+			     kw + (smtp_eq(c - 32 * lower, want) & smtp_eq(kw, idx)),
+			     smtp_sel(smtp_eq(pos, 12) & (1 ^ smtp_eq(c, '\r')),
+				      0, kw));
+	s->srv_pos = pos + smtp_lt(pos, 13);
 	return SMTP_OK;
 }
 

@@ -250,8 +250,8 @@ static void to_ehlo(struct tconn *c)
 	handshake(c);
 	check(srv(c, "220 mx.example.org ESMTP\r\n") == PASS, "greeting");
 	check(cli(c, "EHLO c.example.org\r\n") == PASS, "EHLO");
-	check(srv(c, "250-mx.example.org\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
-		      == PASS, "EHLO reply");
+	check(srv(c, "250-mx.example.org\r\n250-PIPELINING\r\n250-CHUNKING\r\n"
+		     "250 STARTTLS\r\n") == PASS, "EHLO reply");
 }
 
 static const char hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";

@@ -93,6 +93,10 @@ struct tcase {
 #define EHLO_OK                                                            \
 	C("EHLO client.example.com\r\n", OK),                              \
 	S("250-mx.example.org\r\n250-STARTTLS\r\n250 HELP\r\n", OK)
+/* an EHLO answered with CHUNKING offered (BDAT) */
+#define EHLO_CHUNKING                                                      \
+	C("EHLO client.example.com\r\n", OK),                              \
+	S("250-mx.example.org\r\n250-CHUNKING\r\n250 STARTTLS\r\n", OK)
 #define STARTTLS_220                                                       \
 	C("STARTTLS\r\n", OK, .phase = PH(STG_STARTTLS_SENT)),             \
 	S("220 2.0.0 Ready to start TLS\r\n", OK, .phase = PH(STG_TLS_GO))
@@ -708,29 +712,43 @@ static const struct tcase cases[] = {
 	  .steps = { GREETING, EHLO_OK, C("AUTH\tPLAIN AGFs\r\n", V_PLAIN) } },
 	{ .name = "auth-only: BDAT<tab>4 is BDAT, its chunk skipped, AUTH after caught (review)",
 	  .policy = SMTP_P_AUTH_ONLY,
-	  .steps = { GREETING, EHLO_OK,
+	  .steps = { GREETING, EHLO_CHUNKING,
 	    C("BDAT\t4\r\nxxxxAUTH PLAIN AGFs\r\n", V_PLAIN) } },
 	{ .name = "encrypt: a tab after EHLO is no allowed verb",
 	  .steps = { GREETING, C("EHLO\tx\r\n", V_PLAIN) } },
 	{ .name = "auth-only: BDAT chunks skipped by count, next command in the same segment",
 	  .policy = SMTP_P_AUTH_ONLY,
-	  .steps = { GREETING, EHLO_OK,
+	  .steps = { GREETING, EHLO_CHUNKING,
 	    C("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 16\r\nAUTH PLAIN x\r\n.\nBDAT 8 LAST\r\n\r\n.\r\nxyzNOOP\r\n", OK),
 	    S("250 ok\r\n250 ok\r\n250 16 octets\r\n250 queued\r\n250 ok\r\n", OK) },
 	  .phase = PH(STG_PLAIN) },
 	{ .name = "auth-only: a BDAT chunk over segments, then AUTH caught",
 	  .policy = SMTP_P_AUTH_ONLY,
-	  .steps = { GREETING, EHLO_OK, C("BDAT 10 LAST\r\nAUTH ", OK),
+	  .steps = { GREETING, EHLO_CHUNKING, C("BDAT 10 LAST\r\nAUTH ", OK),
 	    C("PLA", OK), C("IN\r\nAUTH PLAIN x\r\n", V_PLAIN, .at = AT(8)) } },
+	{ .name = "auth-only: BDAT where the server did not offer CHUNKING (review)",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, EHLO_OK,
+	    C("BDAT 33\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", V_PLAIN, .at = AT(8)) } },
+	{ .name = "auth-only: CHUNKING in a line that is not the keyword alone does not count",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, C("EHLO x\r\n", OK),
+	    S("250-mx CHUNKING\r\n250-CHUNKINGS\r\n250 xCHUNKING\r\n", OK),
+	    C("BDAT 3\r\nabc", V_PLAIN) } },
+	{ .name = "auth-only: chunking offered in lowercase, last line, split over segments",
+	  .policy = SMTP_P_AUTH_ONLY,
+	  .steps = { GREETING, C("EHLO x\r\n", OK), S("250-mx\r\n250 chun", OK),
+	    S("king\r\n", OK), C("BDAT 3 LAST\r\nabcNOOP\r\n", OK) },
+	  .phase = PH(STG_PLAIN) },
 	{ .name = "auth-only: BDAT with a size that is not plain digits is a violation",
 	  .policy = SMTP_P_AUTH_ONLY,
-	  .steps = { GREETING, EHLO_OK, C("BDAT 1x\r\n", V_PLAIN) } },
+	  .steps = { GREETING, EHLO_CHUNKING, C("BDAT 1x\r\n", V_PLAIN) } },
 	{ .name = "auth-only: BDAT without a size is a violation",
 	  .policy = SMTP_P_AUTH_ONLY,
-	  .steps = { GREETING, EHLO_OK, C("BDAT\r\n", V_PLAIN) } },
+	  .steps = { GREETING, EHLO_CHUNKING, C("BDAT\r\n", V_PLAIN) } },
 	{ .name = "auth-only: BDAT with a size past 2^31 is a violation",
 	  .policy = SMTP_P_AUTH_ONLY,
-	  .steps = { GREETING, EHLO_OK, C("BDAT 99999999999 LAST\r\n", V_PLAIN) } },
+	  .steps = { GREETING, EHLO_CHUNKING, C("BDAT 99999999999 LAST\r\n", V_PLAIN) } },
 	{ .name = "auth-only: a segment ending in AU is caught, MA is not",
 	  .policy = SMTP_P_AUTH_ONLY,
 	  .steps = { GREETING, EHLO_OK, C("MA", OK), C("IL FROM:<a@b>\r\n", OK),
