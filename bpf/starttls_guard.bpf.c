@@ -354,7 +354,11 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 
 	int tfo = (p->flags & STG_TCP_SYN) && (c->flags & STG_F_TFO);
 
-	if (c->smtp.phase == STG_PICKUP_TLS)
+	/* Picked up with bytes that are not text: the other side's show
+	 * whether it is TLS; the client's are read for commands meanwhile
+	 * when they came first. */
+	if (c->smtp.phase == STG_PICKUP_TLS &&
+	    !(p->c2s && (c->flags & STG_F_PICKUP_C2S)))
 		return stg_pickup_tls(skb, p, c, cfg, ingress);
 	if (p->c2s && p->pay_len && !tfo && (c->flags & STG_F_TFO)) {
 		/* Data after a SYN with data, before the SYN-ACK that says
@@ -436,6 +440,7 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	x->ingress = ingress;
 	x->ev = 0;
 	x->slot = !p->c2s ? STG_JMP_SRV :
+		  c->smtp.phase == STG_PICKUP_TLS ? STG_JMP_PICKUP :
 		  (c->smtp.policy & SMTP_P_AUTH_ONLY) ? STG_JMP_CLI_AUTH :
 							 STG_JMP_CLI;
 	/* a message body (auth-only) is read by a program of its own */
@@ -573,11 +578,16 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 			}
 			if (stg_binary(skb, p)) {
 				/* Not text: TLS seen from its middle, once
-				 * the other side sends no text either. */
+				 * the other side sends no text either; the
+				 * client's bytes are read for commands till
+				 * then. */
 				c->smtp.phase = STG_PICKUP_TLS;
-				c->flags |= p->c2s ? STG_F_PICKUP_C2S : 0;
 				stg_count(STG_C_PICKUP_TLS);
-				return STG_PASS;
+				if (!p->c2s)
+					return STG_PASS;
+				c->flags |= STG_F_PICKUP_C2S;
+				*cp = c;
+				return STG_INSPECT;
 			}
 			/* Text: judged as after the greeting. */
 			stg_count(STG_C_PICKUP_PLAIN);
@@ -852,6 +862,7 @@ enum stg_kind {
 	STG_K_CLI = 1,		/* client bytes, policy encrypt */
 	STG_K_CLI_AUTH = 2,	/* client bytes, policy auth-only */
 	STG_K_BODY = 3,		/* client bytes of a message body (auth-only) */
+	STG_K_PICKUP = 4,	/* client bytes, picked up, not text so far */
 };
 
 /* Judge the next @chunk bytes (a power of two, STG_CHUNK at most) of the
@@ -894,7 +905,15 @@ static __always_inline __u32 stg_scan_chunk(struct __sk_buff *skb,
 	/* Each loop stops where the bytes are to be read another way: a
 	 * message body's end, a BDAT chunk (both auth-only), a TLS record
 	 * header (not parsed); the next chunk starts there. */
-	if (kind == STG_K_BODY) {
+	if (kind == STG_K_PICKUP) {
+		for (i = 0; i < chunk; i++) {
+			if (i >= n)
+				break;
+			if (smtp_pickup_byte(s, x->buf[i]))
+				return STG_R_PICKUP_NOT_TLS;
+			stg_barrier();
+		}
+	} else if (kind == STG_K_BODY) {
 		for (i = 0; i < chunk; i++) {
 			if (i >= n || !s->body)
 				break;
@@ -920,9 +939,11 @@ static __always_inline __u32 stg_scan_chunk(struct __sk_buff *skb,
 
 /* 1 when the payload is judged to its end (or needs no more) */
 static __always_inline int stg_scan_over(const struct stg_scan_ctx *x,
-					 const struct smtp_state *s, int c2s)
+					 const struct smtp_state *s,
+					 const int kind)
 {
-	return x->pos >= x->stop || smtp_done(s, c2s);
+	return x->pos >= x->stop ||
+	       (kind != STG_K_PICKUP && smtp_done(s, kind != STG_K_SRV));
 }
 
 /* After the last chunk, or a violation (@reason). */
@@ -986,7 +1007,7 @@ static __always_inline int stg_scan_chain(struct __sk_buff *skb,
 	reason = stg_scan_chunk(skb, x, &c->smtp, &cfg->upgrade, kind,
 				kind == STG_K_CLI_AUTH ? STG_CHUNK_AUTH
 						       : STG_CHUNK);
-	if (!reason && !stg_scan_over(x, &c->smtp, c2s)) {
+	if (!reason && !stg_scan_over(x, &c->smtp, kind)) {
 		bpf_tail_call(skb, &jmp, c->smtp.body ? STG_JMP_BODY : x->slot);
 		reason = STG_R_UNINSPECTABLE; /* out of tail calls */
 	}
@@ -1009,6 +1030,12 @@ SEC("tc")
 int stg_scan_body(struct __sk_buff *skb)
 {
 	return stg_scan_chain(skb, STG_K_BODY);
+}
+
+SEC("tc")
+int stg_scan_pickup(struct __sk_buff *skb)
+{
+	return stg_scan_chain(skb, STG_K_PICKUP);
 }
 
 SEC("tc")
@@ -1039,7 +1066,7 @@ static __always_inline long stg_loop_step(struct stg_loop *l, const int kind)
 
 	x->reason = stg_scan_chunk(l->skb, x, l->s, l->up, kind,
 				   STG_LOOP_CHUNK);
-	return x->reason || stg_scan_over(x, l->s, kind != STG_K_SRV) ||
+	return x->reason || stg_scan_over(x, l->s, kind) ||
 	       (kind >= STG_K_CLI_AUTH && !l->s->body != (kind != STG_K_BODY));
 }
 
@@ -1061,6 +1088,11 @@ static long stg_loop_body(__u32 i __attribute__((unused)), void *l)
 static long stg_loop_srv(__u32 i __attribute__((unused)), void *l)
 {
 	return stg_loop_step(l, STG_K_SRV);
+}
+
+static long stg_loop_pickup(__u32 i __attribute__((unused)), void *l)
+{
+	return stg_loop_step(l, STG_K_PICKUP);
 }
 
 static __always_inline int stg_scan_loop(struct __sk_buff *skb,
@@ -1085,14 +1117,16 @@ static __always_inline int stg_scan_loop(struct __sk_buff *skb,
 	if (kind == STG_K_CLI_AUTH && l.s->body &&
 	    bpf_loop(steps, stg_loop_body, &l, 0) < 0)
 		reason = STG_R_UNINSPECTABLE;
-	if (!reason && !l.x->reason && !stg_scan_over(l.x, l.s, c2s) &&
+	if (!reason && !l.x->reason && !stg_scan_over(l.x, l.s, kind) &&
 	    bpf_loop(steps, kind == STG_K_SRV ? stg_loop_srv :
-			    kind == STG_K_CLI ? stg_loop_cli : stg_loop_cli_auth,
+			    kind == STG_K_CLI ? stg_loop_cli :
+			    kind == STG_K_PICKUP ? stg_loop_pickup :
+						   stg_loop_cli_auth,
 		     &l, 0) < 0)
 		reason = STG_R_UNINSPECTABLE;
 	if (!reason)
 		reason = l.x->reason;
-	if (!reason && !stg_scan_over(l.x, l.s, c2s))
+	if (!reason && !stg_scan_over(l.x, l.s, kind))
 		reason = STG_R_UNINSPECTABLE;
 	return stg_scan_end(skb, l.x, c, cfg, reason, c2s);
 }
@@ -1113,6 +1147,12 @@ SEC("tc")
 int stg_scan_srv_loop(struct __sk_buff *skb)
 {
 	return stg_scan_loop(skb, STG_K_SRV);
+}
+
+SEC("tc")
+int stg_scan_pickup_loop(struct __sk_buff *skb)
+{
+	return stg_scan_loop(skb, STG_K_PICKUP);
 }
 
 SEC("tc")

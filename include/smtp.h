@@ -473,6 +473,45 @@ smtp_client_byte(struct smtp_state *s, __u8 c, const struct smtp_upgrade *up,
 	return SMTP_OK;
 }
 
+/*
+ * A client byte of a connection picked up mid-stream with bytes that are
+ * not text, before the server has shown TLS too: TLS records to pass, or
+ * a plaintext session that led with a few bytes of junk (the server
+ * reads the junk as a bad line, then what follows). A line start (after
+ * LF or CR, or the first byte), perhaps after whitespace, with MAIL,
+ * RCPT, DATA, BDAT, AUTH, VRFY, EXPN or ETRN (any case) is a violation:
+ * in ciphertext, about once in 10^10 bytes. The client line state holds
+ * the verb.
+ */
+static __always_inline enum smtp_verdict smtp_pickup_byte(struct smtp_state *s,
+							  __u8 c)
+{
+	__u64 pos = s->cli_pos, at = smtp_eq(s->cli_line, SMTP_CL_VERB);
+	__u64 eol = smtp_eq(c, '\n') | smtp_eq(c, '\r');
+	__u64 ws = smtp_eq(c, ' ') | smtp_eq(c, '\t') | smtp_eq(c, 0x0b) |
+		   smtp_eq(c, 0x0c);
+	__u64 lower = smtp_lt(c - 'a' + 256, 256 + 26) & smtp_lt('a' - 1, c);
+	__u64 u = c - 32 * lower;
+	__u64 letter = smtp_lt(u - 'A' + 256, 256 + 26) & smtp_lt('A' - 1, u);
+	__u64 lead = at & smtp_eq(pos, 0) & ws;
+	__u64 add = at & letter & smtp_lt(pos, 4);
+	__u64 v = s->verb | ((u << (8 * (pos & 3))) & (0 - add));
+
+	if (add & smtp_eq(pos, 3) &
+	    (smtp_eq(v, SMTP_PACK4('M', 'A', 'I', 'L')) |
+	     smtp_eq(v, SMTP_PACK4('R', 'C', 'P', 'T')) |
+	     smtp_eq(v, SMTP_VERB_DATA) | smtp_eq(v, SMTP_VERB_BDAT) |
+	     smtp_eq(v, SMTP_VERB_AUTH) |
+	     smtp_eq(v, SMTP_PACK4('V', 'R', 'F', 'Y')) |
+	     smtp_eq(v, SMTP_PACK4('E', 'X', 'P', 'N')) |
+	     smtp_eq(v, SMTP_PACK4('E', 'T', 'R', 'N'))))
+		return SMTP_V_PLAINTEXT_COMMAND;
+	s->verb = v & (0 - (1 ^ eol));
+	s->cli_pos = (pos + add) & (0 - (1 ^ eol));
+	s->cli_line = smtp_sel(eol | lead | add, SMTP_CL_VERB, SMTP_CL_ARGS);
+	return SMTP_OK;
+}
+
 /* Feed one client byte, in whatever the connection reads: a BDAT chunk
  * (skipped), a message body or commands. Returns SMTP_OK or a violation. */
 static __always_inline enum smtp_verdict

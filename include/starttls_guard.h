@@ -40,6 +40,8 @@ enum stg_jmp {
 	STG_JMP_VIOLATION = 3,	/* stg_violate: a violation the scan found */
 	STG_JMP_CLI_AUTH = 4,	/* client bytes under policy auth-only */
 	STG_JMP_BODY = 5,	/* a message body's bytes (auth-only) */
+	STG_JMP_PICKUP = 6,	/* client bytes of a connection picked up
+				 * with bytes that are not text */
 	STG_JMP_MAX,
 };
 

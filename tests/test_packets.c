@@ -771,9 +771,22 @@ static void t_pickup(void)
 	reset_maps();
 	c = conn4(41303);
 	check(sendn(&c, 1, record, 10) == PASS, "record picked up");
-	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK,
-	      "client text after its record passed");
+	check(cli(&c, "\r\n mail FROM:<a@example.org>\r\n") == OK,
+	      "a command line after its record passed");
 	check(resets(STG_R_PICKUP_NOT_TLS) == 1, "pickup_not_tls (client)");
+	/* (review) junk first, commands behind it, in one packet */
+	reset_maps();
+	c = conn4(41306);
+	check(sendn(&c, 1, "NOOP\x01\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n",
+		    38) == OK, "MAIL behind a binary byte passed");
+	check(resets(STG_R_PICKUP_NOT_TLS) == 1, "pickup_not_tls (junk first)");
+	/* ciphertext that reads "MAIL" mid-line is not a line */
+	reset_maps();
+	c = conn4(41307);
+	check(sendn(&c, 1, record, 10) == PASS, "record picked up");
+	check(sendn(&c, 1, "\x9cMAIL\x01\x02", 7) == PASS, "MAIL mid-line");
+	check(sendn(&c, 0, record, 10) == PASS, "server TLS");
+	check(phase(&c) == STG_TLS, "phase %d, want tls", phase(&c));
 
 	/* --midstream pass */
 	reset_maps();

@@ -38,6 +38,8 @@ static inline enum stg_scanner stg_pick_scanner(struct starttls_guard_bpf *skel,
 	bpf_program__set_autoload(skel->progs.stg_scan_cli, !loop);
 	bpf_program__set_autoload(skel->progs.stg_scan_cli_auth, !loop);
 	bpf_program__set_autoload(skel->progs.stg_scan_body, !loop);
+	bpf_program__set_autoload(skel->progs.stg_scan_pickup, !loop);
+	bpf_program__set_autoload(skel->progs.stg_scan_pickup_loop, loop);
 	bpf_program__set_autoload(skel->progs.stg_scan_srv, !loop);
 	skel->rodata->stg_max_scan = loop ? STG_MAX_SCAN_LOOP : STG_MAX_SCAN;
 	return loop ? STG_SCAN_LOOP : STG_SCAN_CHAIN;
@@ -56,6 +58,8 @@ static inline int stg_fill_jmp(struct starttls_guard_bpf *skel)
 					  : skel->progs.stg_scan_cli_auth,
 		[STG_JMP_BODY] = loop ? skel->progs.stg_scan_cli_auth_loop
 				      : skel->progs.stg_scan_body,
+		[STG_JMP_PICKUP] = loop ? skel->progs.stg_scan_pickup_loop
+					: skel->progs.stg_scan_pickup,
 		[STG_JMP_CHECK] = skel->progs.stg_check,
 		[STG_JMP_VIOLATION] = skel->progs.stg_violate,
 	};
