@@ -1014,35 +1014,18 @@ static __always_inline int stg_scan_chain(struct __sk_buff *skb,
 	return stg_scan_end(skb, x, c, cfg, reason, c2s);
 }
 
-SEC("tc")
-int stg_scan_cli(struct __sk_buff *skb)
-{
-	return stg_scan_chain(skb, STG_K_CLI);
-}
+/* A scan program: @fn (stg_scan_chain or stg_scan_loop) for @kind. */
+#define STG_SCAN_PROG(name, fn, kind)                                      \
+	SEC("tc") int name(struct __sk_buff *skb)                          \
+	{                                                                  \
+		return fn(skb, kind);                                      \
+	}
 
-SEC("tc")
-int stg_scan_cli_auth(struct __sk_buff *skb)
-{
-	return stg_scan_chain(skb, STG_K_CLI_AUTH);
-}
-
-SEC("tc")
-int stg_scan_body(struct __sk_buff *skb)
-{
-	return stg_scan_chain(skb, STG_K_BODY);
-}
-
-SEC("tc")
-int stg_scan_pickup(struct __sk_buff *skb)
-{
-	return stg_scan_chain(skb, STG_K_PICKUP);
-}
-
-SEC("tc")
-int stg_scan_srv(struct __sk_buff *skb)
-{
-	return stg_scan_chain(skb, STG_K_SRV);
-}
+STG_SCAN_PROG(stg_scan_cli, stg_scan_chain, STG_K_CLI);
+STG_SCAN_PROG(stg_scan_cli_auth, stg_scan_chain, STG_K_CLI_AUTH);
+STG_SCAN_PROG(stg_scan_body, stg_scan_chain, STG_K_BODY);
+STG_SCAN_PROG(stg_scan_pickup, stg_scan_chain, STG_K_PICKUP);
+STG_SCAN_PROG(stg_scan_srv, stg_scan_chain, STG_K_SRV);
 
 /* With bpf_loop(): every chunk in one run. The verifier walks a
  * callback's loop with less room than a program's: smaller chunks. */
@@ -1131,29 +1114,10 @@ static __always_inline int stg_scan_loop(struct __sk_buff *skb,
 	return stg_scan_end(skb, l.x, c, cfg, reason, c2s);
 }
 
-SEC("tc")
-int stg_scan_cli_loop(struct __sk_buff *skb)
-{
-	return stg_scan_loop(skb, STG_K_CLI);
-}
-
-SEC("tc")
-int stg_scan_cli_auth_loop(struct __sk_buff *skb)
-{
-	return stg_scan_loop(skb, STG_K_CLI_AUTH);
-}
-
-SEC("tc")
-int stg_scan_srv_loop(struct __sk_buff *skb)
-{
-	return stg_scan_loop(skb, STG_K_SRV);
-}
-
-SEC("tc")
-int stg_scan_pickup_loop(struct __sk_buff *skb)
-{
-	return stg_scan_loop(skb, STG_K_PICKUP);
-}
+STG_SCAN_PROG(stg_scan_cli_loop, stg_scan_loop, STG_K_CLI);
+STG_SCAN_PROG(stg_scan_cli_auth_loop, stg_scan_loop, STG_K_CLI_AUTH);
+STG_SCAN_PROG(stg_scan_srv_loop, stg_scan_loop, STG_K_SRV);
+STG_SCAN_PROG(stg_scan_pickup_loop, stg_scan_loop, STG_K_PICKUP);
 
 SEC("tc")
 int stg_violate(struct __sk_buff *skb)

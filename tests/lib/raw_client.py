@@ -67,17 +67,25 @@ def reply(f):
             return int(line[:3]), "".join(lines)
 
 
+def session(addr, name=None):
+    """Connect, read the greeting and, given @name, send EHLO and read
+    its reply. Returns the socket and its reader."""
+    s = socket.create_connection((addr, 25), TIMEOUT)
+    f = s.makefile("rb")
+    reply(f)
+    if name:
+        s.sendall(b"EHLO %s\r\n" % name.encode())
+        reply(f)
+    return s, f
+
+
 def family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
 def healthcheck(addr, n):
     for i in range(n):
-        s = socket.create_connection((addr, 25), TIMEOUT)
-        f = s.makefile("rb")
-        reply(f)
-        s.sendall(b"EHLO healthcheck\r\n")
-        reply(f)
+        s, f = session(addr, "healthcheck")
         if i % 3 == 0:
             s.sendall(b"QUIT\r\n")
             reply(f)
@@ -96,9 +104,7 @@ def unescape(lines):
 
 def burst(addr, size, mail_inside):
     import threading
-    s = socket.create_connection((addr, 25), TIMEOUT)
-    f = s.makefile("rb")
-    reply(f)
+    s, f = session(addr)
     line = b"EHLO " + b"b" * 993 + b"\r\n"
     n = size // len(line)
     data = line * n
@@ -138,9 +144,7 @@ def burst(addr, size, mail_inside):
 def sendfile(addr, lines):
     import tempfile
     data = unescape(lines)
-    s = socket.create_connection((addr, 25), TIMEOUT)
-    f = s.makefile("rb")
-    reply(f)
+    s, f = session(addr)
     with tempfile.TemporaryFile() as tf:
         tf.write(data)
         tf.seek(0)
@@ -154,14 +158,10 @@ def sendfile(addr, lines):
 
 
 def bdat(addr, token):
-    s = socket.create_connection((addr, 25), TIMEOUT)
-    f = s.makefile("rb")
-    reply(f)
+    s, f = session(addr, "bdat.example")
     first = ("Subject: %s\r\n\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"
              % token).encode()
     second = ("%s\r\n" % token).encode()
-    s.sendall(b"EHLO bdat.example\r\n")
-    reply(f)
     s.sendall(b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n"
               + b"BDAT %d\r\n" % len(first) + first
               + b"BDAT %d LAST\r\n" % len(second) + second)
@@ -177,11 +177,7 @@ def bdat(addr, token):
 
 
 def auth(addr):
-    s = socket.create_connection((addr, 25), TIMEOUT)
-    f = s.makefile("rb")
-    reply(f)
-    s.sendall(b"EHLO auth.example\r\n")
-    reply(f)
+    s, f = session(addr, "auth.example")
     s.sendall(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
     code, text = reply(f)
     print("answered:", text.strip())
@@ -194,11 +190,7 @@ def probe(addr, stopfile):
     reset = answered = other = 0
     while not os.path.exists(stopfile):
         try:
-            s = socket.create_connection((addr, 25), TIMEOUT)
-            f = s.makefile("rb")
-            reply(f)
-            s.sendall(b"EHLO probe.example\r\n")
-            reply(f)
+            s, f = session(addr, "probe.example")
             s.sendall(b"MAIL FROM:<alice@example.org>\r\n")
             reply(f)
             answered += 1
