@@ -24,6 +24,14 @@
  * again, so does the guard. The server's final replies are counted
  * against the client's commands: one that answers no command (but a 421,
  * the one reply servers send unasked, as they close) is a violation.
+ *
+ * Policy "auth-only" (as Postfix's smtpd_tls_auth_only): only AUTH before
+ * TLS is a violation (with the framing rules above); message bodies are
+ * followed (DATA, its 354, up to the loosest end of data any server takes)
+ * and BDAT chunks skipped by count where the server offered CHUNKING.
+ * Verbs configured as STARTTLS's synonyms (smtp_upgrade) upgrade as it
+ * does; "one-way" (no server bytes seen) takes a TLS record after
+ * STARTTLS as the go-ahead's proof.
  */
 #ifndef STG_SMTP_H
 #define STG_SMTP_H
@@ -41,8 +49,9 @@ enum stg_phase {
 	STG_TLS_GO = 2,		/* 220 go-ahead seen, TLS record expected */
 	STG_TLS_HELLO = 3,	/* client's handshake record seen, the
 				 * server's answer not yet */
-	STG_PICKUP_TLS = 4,	/* picked up mid-stream with a TLS record:
-				 * TLS once the other side sends one too */
+	STG_PICKUP_TLS = 4,	/* picked up mid-stream with bytes that are
+				 * not text: TLS once the other side's are
+				 * not either (smtp_pickup_byte meanwhile) */
 	STG_TLS = 5,		/* both sent handshake records: encrypted,
 				 * not parsed */
 	STG_EXEMPT = 6,		/* exempt host (or picked up with
