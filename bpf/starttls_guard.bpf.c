@@ -284,9 +284,15 @@ static __always_inline int stg_discarded(const struct stg_pkt *p,
 {
 	if (!(p->flags & STG_TCP_ACK))
 		return 1;
+	/* An ACK older than one the client sent before may be "too old"
+	 * for the server (RFC 5961 5.2: below its snd_una less its largest
+	 * window), which drops the data: a legitimate client acks in
+	 * order, and a segment reordered behind a newer ACK is sent
+	 * again. */
 	return !(c->flags & STG_F_SRV_UNKNOWN) &&
 	       (stg_seq_diff(p->ack, c->srv_nxt) > 0 ||
-		stg_seq_diff(p->ack, c->srv_base) < 0);
+		stg_seq_diff(p->ack, c->srv_base) < 0 ||
+		stg_seq_diff(p->ack, c->cli_acked) < 0);
 }
 
 /* Does the payload start with a byte that is no text (not printable
@@ -379,6 +385,11 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 		stg_count(STG_C_UNACCEPTABLE);
 		return TC_ACT_SHOT;
 	}
+	if (p->c2s && (p->flags & STG_TCP_ACK) &&
+	    ((c->flags & STG_F_SRV_UNKNOWN) ||
+	     (stg_seq_diff(p->ack, c->cli_acked) > 0 &&
+	      stg_seq_diff(p->ack, c->srv_nxt) <= 0)))
+		c->cli_acked = p->ack;
 	if (!p->pay_len) {
 		/* An urgent pointer on a bare ACK in sequence: the byte it
 		 * points at will be taken out of the stream. */
@@ -476,7 +487,7 @@ stg_track(const struct stg_pkt *p, const struct stg_config *cfg,
 
 	smtp_init(&c.smtp, pickup);
 	c.cli_nxt = c.cli_base = cli_nxt;
-	c.srv_nxt = c.srv_base = srv_nxt;
+	c.srv_nxt = c.srv_base = c.cli_acked = srv_nxt;
 	c.flags = flags;
 	if (action == STG_ACT_EXEMPT) {
 		c.smtp.phase = STG_EXEMPT;
@@ -486,9 +497,13 @@ stg_track(const struct stg_pkt *p, const struct stg_config *cfg,
 		c.smtp.phase = STG_TLS_GO;
 	}
 	/* Auth-only follows message bodies from the server's 354: one-way,
-	 * where it is not seen, the policy is encrypt. */
+	 * where it is not seen, the policy is encrypt. Picked up, which
+	 * reply answers which command is not known: encrypt, no upgrade
+	 * (one-way sees every connection from its middle: upgrades). */
 	if (cfg->flags & STG_CFG_ONE_WAY)
 		c.smtp.policy |= SMTP_P_ONE_WAY;
+	else if (pickup)
+		c.smtp.policy |= SMTP_P_NO_UPGRADE;
 	else if (action == STG_ACT_AUTH_ONLY ||
 		 stg_port_in(cfg->auth_ports, p->key.srv_port))
 		c.smtp.policy |= SMTP_P_AUTH_ONLY;
@@ -621,7 +636,11 @@ static __always_inline int stg_closes(struct stg_conn *c,
 
 	if (c->smtp.phase == STG_BLOCKED)
 		return 0;
-	if (p->flags & STG_TCP_FIN)
+	/* a FIN counts in sequence only: one out of the window is dropped
+	 * by the receiver */
+	if ((p->flags & STG_TCP_FIN) &&
+	    (p->seq == nxt || (c->flags & (p->c2s ? STG_F_CLI_UNKNOWN
+						   : STG_F_SRV_UNKNOWN))))
 		c->flags |= p->c2s ? STG_F_FIN_CLI : STG_F_FIN_SRV;
 	if (p->flags & STG_TCP_RST)
 		return c->smtp.phase >= STG_TLS ||

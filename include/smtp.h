@@ -102,6 +102,10 @@ enum smtp_cline {
 				 * (DATA, BDAT) are followed, not judged */
 #define SMTP_P_ONE_WAY 0x2	/* the server's packets are not seen:
 				 * STARTTLS and a TLS hello upgrade */
+#define SMTP_P_NO_UPGRADE 0x4	/* picked up mid-stream: which reply answers
+				 * which command is not known, so no reply
+				 * can be the go-ahead; STARTTLS is a
+				 * violation (the client connects again) */
 
 /* Verbs, uppercased and packed little-endian into a __u64 as
  * smtp_client_byte() builds them (bytes 8 to 15 in a second one), so
@@ -276,9 +280,11 @@ static __always_inline __u64 smtp_verb_bits(const struct smtp_state *s,
 	for (int i = 0; i < SMTP_UPGRADE_MAX; i++)
 		upgrade |= smtp_nz(up->verb[i][0]) & smtp_eq(v, up->verb[i][0]) &
 			   smtp_eq(v2, up->verb[i][1]);
-	if (!auth_only)
+	if (!auth_only) {
+		upgrade &= 1 ^ smtp_nz(s->policy & SMTP_P_NO_UPGRADE);
 		return (1 ^ (upgrade | (smtp_verb_allowed(v) & one))) |
 		       upgrade << 1;
+	}
 	return (smtp_eq(v, SMTP_VERB_AUTH) & one) | upgrade << 1 |
 	       (smtp_eq(v, SMTP_VERB_DATA) & one) << 2 |
 	       (smtp_eq(v, SMTP_VERB_BDAT) & one) << 3;
@@ -505,7 +511,14 @@ static __always_inline enum smtp_verdict smtp_pickup_byte(struct smtp_state *s,
 	__u64 lead = at & smtp_eq(pos, 0) & ws;
 	__u64 add = at & letter & smtp_lt(pos, 4);
 	__u64 v = s->verb | ((u << (8 * (pos & 3))) & (0 - add));
+	__u64 len = s->cli_len;
 
+	/* a line too long (a server that cuts it, as Exim at 16 KiB, would
+	 * read the rest as a line: in ciphertext, LF comes every 256 bytes
+	 * or so) */
+	if ((1 ^ eol) & (1 ^ smtp_lt(len, SMTP_LINE_MAX)))
+		return SMTP_V_PLAINTEXT_COMMAND;
+	s->cli_len = (len + 1) & (0 - (1 ^ eol));
 	if (add & smtp_eq(pos, 3) &
 	    (smtp_eq(v, SMTP_PACK4('M', 'A', 'I', 'L')) |
 	     smtp_eq(v, SMTP_PACK4('R', 'C', 'P', 'T')) |

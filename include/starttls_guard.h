@@ -153,6 +153,7 @@ struct stg_conn {
 	__u32 cli_base;		/* first client sequence number tracked */
 	__u32 srv_base;		/* first server sequence number tracked */
 	__u32 syn_seq;		/* a client SYN seen on the tuple since */
+	__u32 cli_acked;	/* the highest ACK the client sent */
 	__u32 flags;		/* STG_F_* */
 	enum stg_reason reason;	/* why it was blocked or monitored */
 };

@@ -1401,6 +1401,54 @@ static void t_state_attacks(void)
 	check(sendn(&c, 1, "NOOP\x01\r\nMAIL FROM:<a@b>\r\n", 26) == OK,
 	      "MAIL behind a binary byte passed");
 
+	/* (second review) data acking less than the client acked before:
+	 * the server may drop it as too old, so it is not judged */
+	reset_maps();
+	c = conn4(43604);
+	to_ehlo(&c);
+	check(bare(&c, 1, F_ACK) == PASS, "ACK of the EHLO reply");
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, c.sseq - 10,
+		  "NOOP xxxxxxxxxxxxxxxxxxxxxx\r\n", 29, NULL, 0);
+	check(run(&p, false) == SHOT, "data with an older ACK passed");
+	check(cli(&c, "MAIL FROM:<a@x.org>\r\nRCPT\r\n") == OK,
+	      "MAIL in the place of dropped bytes passed");
+
+	/* a FIN out of the window does not count: no RST one past after */
+	reset_maps();
+	c = conn4(43605);
+	to_ehlo(&c);
+	c.cseq += 200000;
+	check(bare(&c, 1, F_FIN | F_ACK) == PASS, "FIN");
+	c.cseq -= 200000 - 1;
+	check(bare(&c, 1, F_RST | F_ACK) == PASS, "RST");
+	c.cseq--;
+	check(entries() == 1, "entry ended by a FIN out of the window and an RST");
+
+	/* picked up: encrypt, and no reply is taken for a go-ahead */
+	reset_maps();
+	set_cfg(true, NULL, 0);
+	c = conn4(43606);
+	check(cli(&c, "NOOP\r\n") == PASS, "picked-up NOOP");
+	check(cli(&c, "STARTTLS\r\n") == OK, "STARTTLS after a pickup passed");
+	c = conn4(43607);
+	check(cli(&c, "NOOP\r\n") == PASS, "picked-up NOOP");
+	check(cli(&c, "DATA\r\n") == OK, "DATA after a pickup on an auth-only port passed");
+
+	/* picked up with junk: a line too long is reset (Exim cuts them) */
+	reset_maps();
+	c = conn4(43608);
+	{
+		static char junk[1400];
+
+		memset(junk, 'x', sizeof(junk));
+		junk[0] = 0x01;
+		check(sendn(&c, 1, junk, sizeof(junk)) == PASS, "junk picked up");
+		check(sendn(&c, 1, junk + 1, sizeof(junk) - 1) == PASS,
+		      "more junk");
+		check(sendn(&c, 1, junk + 1, sizeof(junk) - 1) == OK,
+		      "a line past 4096 bytes passed");
+	}
+
 	/* data before the SYN-ACK that tells whether the SYN's was taken */
 	reset_maps();
 	c = conn4(43602);
