@@ -385,7 +385,12 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 		stg_count(STG_C_UNACCEPTABLE);
 		return TC_ACT_SHOT;
 	}
+
+	/* The client's ACK, from a segment the server takes (not one
+	 * beyond a gap: the server holds it back, and the segments before
+	 * it carry lower ACKs). */
 	if (p->c2s && (p->flags & STG_TCP_ACK) &&
+	    (stg_seq_diff(seq, nxt) <= 0 || (c->flags & unknown)) &&
 	    ((c->flags & STG_F_SRV_UNKNOWN) ||
 	     (stg_seq_diff(p->ack, c->cli_acked) > 0 &&
 	      stg_seq_diff(p->ack, c->srv_nxt) <= 0)))
@@ -625,8 +630,8 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 /* Does this packet end the connection's entry? An RST the receiver takes
  * (at its next sequence number; any, once the stream is no longer
  * followed), or once both sides have sent their FIN, a packet without
- * data (the last ACK). A mistaken end costs nothing: a connection
- * without state is judged when picked up again. A reset connection keeps
+ * data (the last ACK). A mistaken end costs at most a reset: a
+ * connection without state is judged strictly when picked up again. A reset connection keeps
  * its entry (until evicted, or a new connection on its tuple): its
  * packets still in flight are dropped, not judged again. */
 static __always_inline int stg_closes(struct stg_conn *c,
@@ -636,11 +641,11 @@ static __always_inline int stg_closes(struct stg_conn *c,
 
 	if (c->smtp.phase == STG_BLOCKED)
 		return 0;
-	/* a FIN counts in sequence only: one out of the window is dropped
-	 * by the receiver */
+	/* a FIN counts in sequence only (one out of the window is dropped
+	 * by the receiver), or once the streams are no longer followed */
 	if ((p->flags & STG_TCP_FIN) &&
-	    (p->seq == nxt || (c->flags & (p->c2s ? STG_F_CLI_UNKNOWN
-						   : STG_F_SRV_UNKNOWN))))
+	    (p->seq == nxt || c->smtp.phase >= STG_TLS ||
+	     (c->flags & (p->c2s ? STG_F_CLI_UNKNOWN : STG_F_SRV_UNKNOWN))))
 		c->flags |= p->c2s ? STG_F_FIN_CLI : STG_F_FIN_SRV;
 	if (p->flags & STG_TCP_RST)
 		return c->smtp.phase >= STG_TLS ||

@@ -1378,6 +1378,7 @@ static __u32 mail_on(int port, bool inbound)
  * one-way, data on a SYN is dropped and auth-only is not applied. */
 static void t_state_attacks(void)
 {
+	uint32_t at;
 	static const char noops[] = "NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n";
 	static const char mail[] = "MAIL FROM:<a@atk.example>\r\n";
 	struct tconn c = conn4(43600);
@@ -1412,6 +1413,23 @@ static void t_state_attacks(void)
 	check(run(&p, false) == SHOT, "data with an older ACK passed");
 	check(cli(&c, "MAIL FROM:<a@x.org>\r\nRCPT\r\n") == OK,
 	      "MAIL in the place of dropped bytes passed");
+
+	/* (third review) reordering: a later segment with a higher ACK,
+	 * beyond a gap, does not make the earlier one "too old" */
+	reset_maps();
+	c = conn4(43609);
+	to_ehlo(&c);
+	check(cli(&c, "NOOP\r\n") == PASS, "NOOP");
+	at = c.sseq; /* what the client acks before the reply reaches it */
+	check(srv(&c, "250 ok\r\n") == PASS, "reply");
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq + 6, c.sseq,
+		  "RSET\r\n", 6, NULL, 0);
+	check(run(&p, false) == SHOT, "segment beyond a gap passed");
+	pkt_build(&p, &c, 1, F_ACK | F_PSH, c.cseq, at, "NOOP\r\n", 6,
+		  NULL, 0);
+	check(run(&p, false) == PASS, "the earlier segment, lower ACK, dropped");
+	c.cseq += 6;
+	check(cli(&c, "RSET\r\n") == PASS, "the later one again");
 
 	/* a FIN out of the window does not count: no RST one past after */
 	reset_maps();
