@@ -355,10 +355,9 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	__u32 nxt = p->c2s ? c->cli_nxt : c->srv_nxt;
 	__u32 seq = p->seq, end = seq + p->pay_len, skip, zero = 0;
 	__u32 unknown = p->c2s ? STG_F_CLI_UNKNOWN : STG_F_SRV_UNKNOWN;
+	int tfo = (p->flags & STG_TCP_SYN) && (c->flags & STG_F_TFO);
 	struct stg_scan_ctx *x;
 	__u32 limit;
-
-	int tfo = (p->flags & STG_TCP_SYN) && (c->flags & STG_F_TFO);
 
 	/* Picked up with bytes that are not text: the other side's show
 	 * whether it is TLS; the client's are read for commands meanwhile
