@@ -973,6 +973,16 @@ static int cmd_attach(int argc, char **argv)
 	if (midstream >= 0)
 		cfg.flags = (cfg.flags & ~STG_CFG_MIDSTREAM_PASS) | midstream;
 	cfg.scanner = scanner;
+	if (cfg.flags & STG_CFG_ONE_WAY) {
+		bool auth = cfg.flags & STG_CFG_AUTH_ONLY;
+
+		for (int w = 0; w < STG_PORT_WORDS && !auth; w++)
+			auth = cfg.auth_ports[w];
+		if (auth)
+			fprintf(stderr, "starttls-guard: note: with --one-way the "
+				"server's 354 is not seen, so auth-only ports "
+				"and hosts are judged under encrypt\n");
+	}
 	if (mode >= 0)
 		cfg.mode = mode;
 	if (def >= 0)
