@@ -90,9 +90,9 @@ struct {
 	__type(value, struct stg_scan_ctx);
 } scratch SEC(".maps");
 
-/* Unjudged payload a packet may have before TLS: set by the loader for
- * the scan programs it chose (see stg_scan_chain and stg_scan_loop). */
-const volatile __u32 stg_max_scan = STG_MAX_SCAN;
+/* Which scan programs the loader chose: 1 those with bpf_loop(), 0 the
+ * chained ones (see stg_scan_chain and stg_scan_loop). */
+const volatile __u32 stg_loop = 0;
 
 /* The scan programs, filled in by the loader. */
 struct {
@@ -442,9 +442,9 @@ static __always_inline int stg_inspect(struct __sk_buff *skb,
 	/* Bytes parsed to the end only up to STARTTLS's reply: after it the
 	 * client's are judged by their first bytes, the server's by its
 	 * first (stg_check), however large the packet. */
-	limit = stg_max_scan;
-	if (limit == STG_MAX_SCAN && (c->smtp.policy & SMTP_P_AUTH_ONLY))
-		limit = STG_MAX_SCAN_AUTH; /* chained, shorter chunks */
+	limit = stg_loop ? STG_MAX_SCAN_LOOP :
+		(c->smtp.policy & SMTP_P_AUTH_ONLY) ? STG_MAX_SCAN_AUTH :
+						      STG_MAX_SCAN;
 	if (!x || (p->pay_len - skip > limit + c->smtp.skip &&
 		   c->smtp.phase <= STG_STARTTLS_SENT))
 		goto uninspectable;
@@ -876,7 +876,7 @@ int stg_check(struct __sk_buff *skb)
  * where the kernel has bpf_loop() (5.17 on), one run takes every chunk of
  * the packet, however large (GRO, TSO, BIG TCP); before, each run takes
  * one chunk of STG_CHUNK bytes and tail-calls for the next, STG_MAX_SCAN
- * bytes at most (stg_max_scan tells stg_inspect which).
+ * bytes at most (STG_MAX_SCAN_AUTH under auth-only).
  */
 /* Which bytes a scan program reads (a constant in each: the code for
  * each is apart, and the verifier walks only its own). */

@@ -2004,7 +2004,7 @@ static void t_long_lines(void)
 static void t_flood(void)
 {
 	struct starttls_guard_bpf *main_skel = skel;
-	bool loop = bpf_program__autoload(skel->progs.stg_scan_cli_loop);
+	bool loop = skel->rodata->stg_loop;
 	struct tconn tls = conn4(44000), plain = conn4(44001), c;
 	struct pkt p;
 

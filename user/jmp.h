@@ -41,14 +41,14 @@ static inline enum stg_scanner stg_pick_scanner(struct starttls_guard_bpf *skel,
 	bpf_program__set_autoload(skel->progs.stg_scan_pickup, !loop);
 	bpf_program__set_autoload(skel->progs.stg_scan_pickup_loop, loop);
 	bpf_program__set_autoload(skel->progs.stg_scan_srv, !loop);
-	skel->rodata->stg_max_scan = loop ? STG_MAX_SCAN_LOOP : STG_MAX_SCAN;
+	skel->rodata->stg_loop = loop;
 	return loop ? STG_SCAN_LOOP : STG_SCAN_CHAIN;
 }
 
 /* After load. Returns 0 or -errno. */
 static inline int stg_fill_jmp(struct starttls_guard_bpf *skel)
 {
-	bool loop = bpf_program__autoload(skel->progs.stg_scan_cli_loop);
+	bool loop = skel->rodata->stg_loop;
 	const struct bpf_program *progs[STG_JMP_MAX] = {
 		[STG_JMP_CLI] = loop ? skel->progs.stg_scan_cli_loop
 				     : skel->progs.stg_scan_cli,

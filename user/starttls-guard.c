@@ -257,6 +257,17 @@ static int map_get(const char *name)
 	return bpf_obj_get(path);
 }
 
+/* The kernel's description of map @fd (zeroed when it cannot be had) */
+static struct bpf_map_info map_info(int fd)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		memset(&info, 0, sizeof(info));
+	return info;
+}
+
 /* Open the pinned maps of an attached guard: 0 or an error printed. */
 static int open_pinned(const char *name, int *fd)
 {
@@ -397,15 +408,15 @@ static const char attach_usage[] =
 	"                       through it) or both (default)\n"
 	"      --midstream P    connections seen from their middle (begun before\n"
 	"                       the attach, or evicted from a full table): judge\n"
-	"                       (default: plaintext judged as after EHLO, a TLS\n"
-	"                       record passes once the other side sends one) or\n"
-	"                       pass (all pass, counted: for a gentle roll-out)\n"
+	"                       (default: text under encrypt, STARTTLS included;\n"
+	"                       bytes that are not text pass once the other side's\n"
+	"                       are not either) or pass (all pass, counted: for a\n"
+	"                       gentle roll-out)\n"
 	"      --max-connections N\n"
 	"                       size of the connection table, 256 to 16777216\n"
 	"                       (default 65536; about 200 bytes each). The\n"
-	"                       oldest entries are\n"
-	"                       evicted when it is full. Set on the first attach:\n"
-	"                       changing it needs a detach\n"
+	"                       oldest entries are evicted when it is full. Set\n"
+	"                       on the first attach: changing it needs a detach\n"
 	"  -m, --monitor        count violations (and mark them in the conns\n"
 	"                       map), reset nothing\n"
 	"  -e, --enforce        reset violations (the default)\n"
@@ -414,21 +425,42 @@ static const char attach_usage[] =
 	"      --scanner S      how payload is read: auto (default: loop where\n"
 	"                       the kernel has bpf_loop, 5.17 on, else chain),\n"
 	"                       loop (packets of any size), chain (tail calls:\n"
-	"                       a packet with more than 15360 bytes before TLS\n"
-	"                       is reset)\n"
+	"                       a packet with more than 15360 bytes before TLS,\n"
+	"                       7680 under auth-only, is reset)\n"
 	"      --tc-mode MODE   auto (default: the mode an interface is already\n"
 	"                       attached with, else TCX where the kernel has it,\n"
 	"                       else clsact), tcx, clsact\n"
 	"  -v, --verbose        show libbpf's debug output\n"
 	"  -h, --help           this help\n";
 
-static int parse_action(const char *s)
+/* A named value of an option. */
+struct choice {
+	const char *name;
+	int value;
+};
+
+#define CHOICES(...) (const struct choice[]){ __VA_ARGS__, { NULL, 0 } }
+
+/* The value named @arg among @c, else a usage error naming @what and the
+ * names. */
+static int choose(const char *what, const char *arg, const struct choice *c)
 {
-	for (unsigned int i = 0; i < sizeof(action_names) / sizeof(*action_names); i++)
-		if (!strcmp(s, action_names[i]))
-			return i;
+	char names[128] = "";
+	size_t o = 0;
+
+	for (int i = 0; c[i].name; i++) {
+		if (!strcmp(arg, c[i].name))
+			return c[i].value;
+		o += snprintf(names + o, sizeof(names) - o, "%s%s",
+			      !i ? "" : c[i + 1].name ? ", " : " or ",
+			      c[i].name);
+	}
+	usage_error("attach", "bad %s '%s': expected %s", what, arg, names);
 	return -1;
 }
+
+static const struct choice *const policies =
+	CHOICES({ "encrypt", 0 }, { "auth-only", 1 });
 
 /* 1 when the packed verb @v is an SMTP command a server carries out:
  * taken as STARTTLS, it would be passed. */
@@ -446,15 +478,6 @@ static bool smtp_command(const __u64 v[2])
 		if (!smtp_pack_verb(cmds[i], w) && w[0] == v[0] && w[1] == v[1])
 			return true;
 	return false;
-}
-
-static int parse_policy(const char *s)
-{
-	if (!strcmp(s, "encrypt"))
-		return 0;
-	if (!strcmp(s, "auth-only"))
-		return 1;
-	return -1;
 }
 
 static int parse_port(const char *s)
@@ -518,8 +541,7 @@ static int check_pins(struct bpf_object *obj, __u32 max_conns)
 	struct bpf_map *map;
 
 	bpf_object__for_each_map(map, obj) {
-		struct bpf_map_info info = {};
-		__u32 len = sizeof(info);
+		struct bpf_map_info info;
 		const char *field = NULL;
 		__u32 pinned = 0, now = 0;
 		int fd = bpf_map__is_internal(map) ? -1
@@ -527,11 +549,10 @@ static int check_pins(struct bpf_object *obj, __u32 max_conns)
 
 		if (fd < 0)
 			continue;
-		if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
-			close(fd);
-			continue;
-		}
+		info = map_info(fd);
 		close(fd);
+		if (!info.type)
+			continue;
 		if (!strcmp(bpf_map__name(map), "conns") && !max_conns)
 			bpf_map__set_max_entries(map, info.max_entries);
 		if (info.type != bpf_map__type(map))
@@ -697,12 +718,7 @@ static int cmd_attach(int argc, char **argv)
 
 			if (colon) {
 				*colon = '\0';
-				pol = parse_policy(colon + 1);
-				if (pol < 0)
-					usage_error("attach", "bad policy '%s' "
-						    "for port %s: expected "
-						    "encrypt or auth-only",
-						    colon + 1, optarg);
+				pol = choose("port policy", colon + 1, policies);
 			}
 			v = parse_port(optarg);
 			if (v < 0)
@@ -723,11 +739,7 @@ static int cmd_attach(int argc, char **argv)
 			break;
 		}
 		case 'P':
-			policy = parse_policy(optarg);
-			if (policy < 0)
-				usage_error("attach", "bad --policy '%s': "
-					    "expected encrypt or auth-only",
-					    optarg);
+			policy = choose("--policy", optarg, policies);
 			break;
 		case 'U':
 			if (!strcmp(optarg, "none")) {
@@ -769,14 +781,10 @@ static int cmd_attach(int argc, char **argv)
 			mode = opt == 'm' ? STG_MODE_MONITOR : STG_MODE_ENFORCE;
 			break;
 		case 'd':
-			def = parse_action(optarg);
-			if (def == STG_ACT_AUTH_ONLY)
-				usage_error("attach", "--default auth-only: "
-					    "use --policy auth-only");
-			if (def < 0)
-				usage_error("attach", "bad default action '%s': "
-					    "expected require-tls, deny or "
-					    "exempt", optarg);
+			def = choose("default action", optarg,
+				     CHOICES({ "require-tls", STG_ACT_REQUIRE_TLS },
+					     { "deny", STG_ACT_DENY },
+					     { "exempt", STG_ACT_EXEMPT }));
 			break;
 		case 'I':
 			any_tls_port = true;
@@ -790,16 +798,10 @@ static int cmd_attach(int argc, char **argv)
 			tls_ports[v >> 6] |= 1ULL << (v & 63);
 			break;
 		case 'D':
-			if (!strcmp(optarg, "both"))
-				direction = 0;
-			else if (!strcmp(optarg, "inbound"))
-				direction = STG_CFG_NO_OUTBOUND;
-			else if (!strcmp(optarg, "outbound"))
-				direction = STG_CFG_NO_INBOUND;
-			else
-				usage_error("attach", "bad --direction '%s': "
-					    "expected inbound, outbound or "
-					    "both", optarg);
+			direction = choose("--direction", optarg,
+					   CHOICES({ "inbound", STG_CFG_NO_OUTBOUND },
+						   { "outbound", STG_CFG_NO_INBOUND },
+						   { "both", 0 }));
 			break;
 		case 'C': {
 			char *end;
@@ -816,37 +818,21 @@ static int cmd_attach(int argc, char **argv)
 			break;
 		}
 		case 'S':
-			if (!strcmp(optarg, "auto"))
-				scanner = STG_SCAN_AUTO;
-			else if (!strcmp(optarg, "loop"))
-				scanner = STG_SCAN_LOOP;
-			else if (!strcmp(optarg, "chain"))
-				scanner = STG_SCAN_CHAIN;
-			else
-				usage_error("attach", "bad --scanner '%s': "
-					    "expected auto, loop or chain",
-					    optarg);
+			scanner = choose("--scanner", optarg,
+					 CHOICES({ "auto", STG_SCAN_AUTO },
+						 { "loop", STG_SCAN_LOOP },
+						 { "chain", STG_SCAN_CHAIN }));
 			break;
 		case 'M':
-			if (!strcmp(optarg, "judge"))
-				midstream = 0;
-			else if (!strcmp(optarg, "pass"))
-				midstream = STG_CFG_MIDSTREAM_PASS;
-			else
-				usage_error("attach", "bad --midstream '%s': "
-					    "expected judge or pass", optarg);
+			midstream = choose("--midstream", optarg,
+					   CHOICES({ "judge", 0 },
+						   { "pass", STG_CFG_MIDSTREAM_PASS }));
 			break;
 		case 'T':
-			if (!strcmp(optarg, "auto"))
-				want = STG_WANT_AUTO;
-			else if (!strcmp(optarg, "tcx"))
-				want = STG_WANT_TCX;
-			else if (!strcmp(optarg, "clsact"))
-				want = STG_WANT_CLSACT;
-			else
-				usage_error("attach", "bad --tc-mode '%s': "
-					    "expected auto, tcx or clsact",
-					    optarg);
+			want = choose("--tc-mode", optarg,
+				      CHOICES({ "auto", STG_WANT_AUTO },
+					      { "tcx", STG_WANT_TCX },
+					      { "clsact", STG_WANT_CLSACT }));
 			break;
 		case 'v':
 			verbose = true;
@@ -1195,16 +1181,12 @@ static int cmd_detach(int argc, char **argv)
 		 * without its scanners: it is told to pass everything. */
 		struct starttls_guard_bpf *o = starttls_guard_bpf__open();
 		int settings = map_get("settings");
-		struct bpf_map_info info = {};
-		__u32 zero = 0, len = sizeof(info);
-		__u32 *off;
+		__u32 zero = 0, size, *off;
 
 		/* The mode leads the configuration in every version: the
 		 * value is written at the pinned map's own size. */
-		if (settings >= 0 &&
-		    !bpf_obj_get_info_by_fd(settings, &info, &len) &&
-		    info.value_size >= sizeof(*off) &&
-		    (off = calloc(1, info.value_size))) {
+		size = settings >= 0 ? map_info(settings).value_size : 0;
+		if (size >= sizeof(*off) && (off = calloc(1, size))) {
 			*off = STG_MODE_OFF;
 			bpf_map_update_elem(settings, &zero, off, BPF_ANY);
 			free(off);
@@ -1231,13 +1213,9 @@ static int read_config(struct stg_config *cfg)
 	__u32 zero = 0;
 	int fd, err;
 
-	struct bpf_map_info info = {};
-	__u32 len = sizeof(info);
-
 	if (open_pinned("settings", &fd))
 		return 1;
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) ||
-	    info.value_size != sizeof(*cfg)) {
+	if (map_info(fd).value_size != sizeof(*cfg)) {
 		close(fd);
 		return fail("the attached guard is of another version (its "
 			    "settings map differs): 'starttls-guard detach', "
@@ -1303,8 +1281,10 @@ static int cmd_status(int argc, char **argv)
 	if (cfg.scanner == STG_SCAN_LOOP)
 		printf("scanner:         bpf_loop (packets of any size)\n");
 	else
-		printf("scanner:         tail calls (no bpf_loop in this kernel: "
-		       "%u bytes a packet before TLS)\n", STG_MAX_SCAN);
+		printf("scanner:         tail calls (%u bytes a packet before "
+		       "TLS, %u under auth-only%s)\n", STG_MAX_SCAN,
+		       STG_MAX_SCAN_AUTH,
+		       stg_has_loop() ? "" : "; no bpf_loop in this kernel");
 	printf("interfaces:     ");
 	while (!bpf_map_get_next_key(ifmap, prev, &key)) {
 		struct stg_iface it;
@@ -1324,17 +1304,13 @@ static int cmd_status(int argc, char **argv)
 	}
 	close(ifmap);
 	if (!open_pinned("conns", &conns)) {
-		struct bpf_map_info info = {};
-		__u32 len = sizeof(info);
-
 		while (!bpf_map_get_next_key(conns, cprev, &ck)) {
 			n++;
 			cprev = &ck;
 		}
-		bpf_obj_get_info_by_fd(conns, &info, &len);
-		close(conns);
 		printf("\nconnections:     %d tracked, room for %u\n", n,
-		       info.max_entries);
+		       map_info(conns).max_entries);
+		close(conns);
 	}
 	/* Programs that run first may pass traffic the guard never sees. */
 	for (int i = 0; i < nwarn; i++) {
@@ -1373,11 +1349,15 @@ static int cmd_allow(int argc, char **argv)
 	if (help_asked(argc, argv, allow_usage))
 		return 0;
 	for (int i = 2; i < argc; i++) {
-		if (!strcmp(argv[i], "--deny") && !strcmp(cmd, "add"))
-			action = STG_ACT_DENY;
-		else if (!strcmp(argv[i], "--auth-only") && !strcmp(cmd, "add"))
-			action = STG_ACT_AUTH_ONLY;
-		else if (argv[i][0] == '-' && argv[i][1])
+		int a = !strcmp(argv[i], "--deny") ? STG_ACT_DENY :
+			!strcmp(argv[i], "--auth-only") ? STG_ACT_AUTH_ONLY : -1;
+
+		if (a >= 0 && !strcmp(cmd, "add")) {
+			if (action != STG_ACT_EXEMPT && action != a)
+				usage_error("allow", "--deny and --auth-only "
+					    "together");
+			action = a;
+		} else if (argv[i][0] == '-' && argv[i][1])
 			usage_error("allow", "unknown option '%s'", argv[i]);
 		else if (cidr)
 			usage_error("allow", "unexpected argument '%s'", argv[i]);
