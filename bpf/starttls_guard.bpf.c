@@ -110,12 +110,83 @@ struct {
 	__type(value, struct stg_iface);
 } ifaces SEC(".maps");
 
+/* Decisions worth knowing, for "starttls-guard events" (struct stg_event) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, STG_EVENTS_SIZE);
+} events SEC(".maps");
+
+/* Events sent by this CPU in the second from @start */
+struct stg_evlimit {
+	__u64 start;
+	__u64 n;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stg_evlimit);
+} evlimit SEC(".maps");
+
 static __always_inline void stg_count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 
 	if (v)
 		*v += 1;
+}
+
+/* Send an event of @type about the packet's connection (@c, if tracked,
+ * in @phase before the decision), within the rate limits. A client
+ * command's violation carries its verb: the bytes before its first
+ * space, never what follows (an address, credentials). */
+static __always_inline void stg_event(struct __sk_buff *skb,
+				      const struct stg_pkt *p,
+				      struct stg_conn *c, int ingress,
+				      __u32 type, __u32 phase, __u32 reason)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct stg_evlimit *l;
+	struct stg_event *e;
+	__u32 zero = 0;
+
+	l = bpf_map_lookup_elem(&evlimit, &zero);
+	if (!l)
+		return;
+	if (now - l->start >= 1000000000ULL) {
+		l->start = now;
+		l->n = 0;
+	}
+	if (l->n >= STG_EVENTS_PER_SEC ||
+	    (c && c->events >= STG_EVENTS_PER_CONN)) {
+		stg_count(STG_C_EVENTS_LIMITED);
+		return;
+	}
+	l->n++;
+	if (c)
+		c->events++;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stg_count(STG_C_EVENTS_LOST);
+		return;
+	}
+	e->time_ns = now;
+	__builtin_memcpy(&e->key, &p->key, sizeof(e->key));
+	e->ifindex = skb->ifindex;
+	e->type = type;
+	e->ingress = ingress;
+	e->phase = phase;
+	e->reason = reason;
+	e->pad = 0;
+	e->verb[0] = 0;
+	e->verb[1] = 0;
+	if (c && p->c2s && (reason == STG_R_PLAINTEXT_COMMAND ||
+			    reason == STG_R_AFTER_REFUSED)) {
+		e->verb[0] = c->smtp.verb;
+		e->verb[1] = c->smtp.verb2;
+	}
+	bpf_ringbuf_submit(e, 0);
 }
 
 /* The host map's action for a connection: the longest prefix matching
@@ -237,11 +308,19 @@ fail:
 /* Record a violation of connection @c: in monitor mode it is counted and
  * judging stops (returns 1: pass), else the connection is blocked: every
  * later packet is dropped (returns 0: reset it). */
-static __always_inline int stg_mark(struct stg_conn *c,
-				    const struct stg_config *cfg, __u32 reason)
+static __always_inline int stg_mark(struct __sk_buff *skb,
+				    const struct stg_pkt *p, struct stg_conn *c,
+				    const struct stg_config *cfg, __u32 reason,
+				    int ingress)
 {
+	int monitor = cfg->mode == STG_MODE_MONITOR;
+
 	c->reason = reason;
-	if (cfg->mode == STG_MODE_MONITOR) {
+	stg_event(skb, p, c, ingress, monitor ? STG_EV_MONITOR :
+				      reason == STG_R_DENIED_HOST ? STG_EV_DENIED :
+								  STG_EV_RESET,
+		  c->smtp.phase, reason);
+	if (monitor) {
 		c->smtp.phase = STG_MONITORED;
 		stg_count(STG_C_MONITOR_HITS);
 		return 1;
@@ -262,7 +341,7 @@ static __always_inline int stg_violation(struct __sk_buff *skb,
 	__u32 fwd = p->c2s ? c->cli_nxt : c->srv_nxt;
 	__u32 rev = p->c2s ? c->srv_nxt : c->cli_nxt;
 
-	if (stg_mark(c, cfg, reason))
+	if (stg_mark(skb, p, c, cfg, reason, ingress))
 		return STG_PASS;
 	/* The sender may already have seen more of the other direction
 	 * than we did: its ACK says where it is. */
@@ -546,6 +625,9 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 		action = stg_host_action(&p->key, cfg);
 		if (action == STG_ACT_DENY && p->c2s) {
 			stg_count(STG_C_DENIED);
+			stg_event(skb, p, NULL, ingress,
+				  monitor ? STG_EV_MONITOR : STG_EV_DENIED,
+				  STG_PLAIN, STG_R_DENIED_HOST);
 			if (monitor) {
 				stg_count(STG_C_MONITOR_HITS);
 				return STG_PASS;
@@ -620,6 +702,8 @@ static __always_inline int stg_untracked(struct __sk_buff *skb,
 		stg_count(STG_C_DENIED);
 		return stg_violation(skb, p, c, cfg, STG_R_DENIED_HOST, ingress);
 	}
+	if (action == STG_ACT_EXEMPT)
+		stg_event(skb, p, c, ingress, STG_EV_EXEMPT, STG_PLAIN, 0);
 	if (c->smtp.phase >= STG_PICKUP_TLS || !p->pay_len)
 		return STG_PASS;
 	*cp = c;
@@ -776,6 +860,7 @@ static __always_inline int stg_server_answer(struct __sk_buff *skb,
 	}
 	c->srv_nxt = x->end_seq;
 	stg_count(STG_C_TLS_UPGRADES);
+	stg_event(skb, &x->pkt, c, x->ingress, STG_EV_TLS, STG_TLS_HELLO, 0);
 	return 1;
 }
 
@@ -985,6 +1070,12 @@ static __always_inline int stg_scan_end(struct __sk_buff *skb,
 			c->srv_nxt = x->end_seq;
 		if (x->ev & SMTP_EV_REFUSED)
 			stg_count(STG_C_STARTTLS_REFUSED);
+		if (c2s && c->smtp.phase == STG_TLS) {
+			/* one-way: the client's hello upgrades */
+			stg_count(STG_C_TLS_UPGRADES);
+			stg_event(skb, &x->pkt, c, x->ingress, STG_EV_TLS,
+				  STG_TLS_GO, 0);
+		}
 		return STG_PASS;
 	}
 	/* Acted on in a program of its own: the verifier then walks the
@@ -993,7 +1084,8 @@ static __always_inline int stg_scan_end(struct __sk_buff *skb,
 	bpf_tail_call(skb, &jmp, STG_JMP_VIOLATION);
 	/* Not reached unless the tail call failed: no RST then. */
 	stg_count(STG_C_RST_FAILED);
-	return stg_mark(c, cfg, reason) ? STG_PASS : TC_ACT_SHOT;
+	return stg_mark(skb, &x->pkt, c, cfg, reason, x->ingress) ? STG_PASS
+								   : TC_ACT_SHOT;
 }
 
 /* What a scan program starts from. Returns 0 with all three set. */

@@ -109,6 +109,8 @@ enum stg_counter {
 	STG_C_CLOSED,		/* entries removed at FIN/RST */
 	STG_C_MONITOR_HITS,	/* violations passed in monitor mode */
 	STG_C_RST_FAILED,	/* an RST could not be built or sent */
+	STG_C_EVENTS_LOST,	/* events the ring buffer had no room for */
+	STG_C_EVENTS_LIMITED,	/* events over the rate limit, not sent */
 	STG_C_RESETS,		/* + enum stg_reason */
 	STG_C_MAX = STG_C_RESETS + STG_R_MAX,
 };
@@ -156,6 +158,7 @@ struct stg_conn {
 	__u32 cli_acked;	/* the highest ACK the client sent */
 	__u32 flags;		/* STG_F_* */
 	enum stg_reason reason;	/* why it was blocked or monitored */
+	__u32 events;		/* events sent about it */
 };
 
 #define STG_F_CLI_UNKNOWN 0x1	/* picked up: next client byte not known yet */
@@ -200,6 +203,37 @@ struct stg_iface {
 	__u32 mode;		/* enum stg_tc_mode */
 	__u32 qdisc_created;	/* clsact was created by us (removed with us) */
 	char name[16];
+};
+
+/* Events: the "events" ring buffer carries one struct stg_event per
+ * decision worth knowing. At most STG_EVENTS_PER_CONN about a connection,
+ * and STG_EVENTS_PER_SEC a second from each CPU: a flood of connections
+ * cannot drown the buffer (those held back are counted, as are those the
+ * buffer had no room for). */
+#define STG_EVENTS_SIZE (256 * 1024)	/* bytes of the ring buffer */
+#define STG_EVENTS_PER_CONN 4
+#define STG_EVENTS_PER_SEC 1000
+
+enum stg_event_type {
+	STG_EV_RESET = 1,	/* reset (reason) */
+	STG_EV_MONITOR = 2,	/* a violation passed in monitor mode */
+	STG_EV_DENIED = 3,	/* a denied host's connection refused */
+	STG_EV_EXEMPT = 4,	/* an exempt host's connection passed */
+	STG_EV_TLS = 5,		/* the connection reached TLS */
+	STG_EV_MAX,
+};
+
+struct stg_event {
+	__u64 time_ns;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	struct stg_conn_key key;
+	__u32 ifindex;		/* in the namespace of the interface */
+	__u8 type;		/* enum stg_event_type */
+	__u8 ingress;		/* 1 ingress, 0 egress */
+	__u8 phase;		/* enum stg_phase before the decision */
+	__u8 reason;		/* enum stg_reason */
+	__u32 pad;
+	__u64 verb[2];		/* a client command's violation: its verb as
+				 * packed by smtp.h (never its argument) */
 };
 
 #endif /* STARTTLS_GUARD_H */

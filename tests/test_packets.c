@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -41,6 +42,9 @@
 static struct starttls_guard_bpf *skel;
 static int failed_checks;
 static struct pkt out;	/* the last packet as the program left it */
+static struct ring_buffer *evbuf; /* the "events" ring buffer */
+static struct stg_event evs[64]; /* events read by take_events() */
+static int nevs, evs_seen;
 
 static void check(bool ok, const char *fmt, ...)
 {
@@ -130,6 +134,11 @@ static void reset_maps(void)
 		bpf_map_update_elem(bpf_map__fd(skel->maps.counters), &i,
 				    zeros, 0);
 	free(zeros);
+	zeros = calloc(ncpu, sizeof(struct { __u64 a, b; }));
+	bpf_map_update_elem(bpf_map__fd(skel->maps.evlimit), &(__u32){ 0 },
+			    zeros, 0);
+	free(zeros);
+	ring_buffer__consume(evbuf);
 	configure(STG_MODE_ENFORCE, STG_ACT_REQUIRE_TLS, port25);
 }
 
@@ -301,6 +310,46 @@ static void check_rst(const struct tconn *c, uint32_t seq, uint32_t ack)
 	check(ntohl(th->ack_seq) == ack, "RST ack %u, want %u",
 	      ntohl(th->ack_seq), ack);
 	check(pkt_csum_ok(out.b, out.len, out.l3, c->v6), "RST checksums");
+}
+
+/* --- events --------------------------------------------------------------- */
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	(void)ctx;
+	if (len == sizeof(struct stg_event) && nevs < 64)
+		memcpy(&evs[nevs++], data, len);
+	evs_seen++;
+	return 0;
+}
+
+/* Read the events sent since the last call: nevs of them in evs. */
+static int take_events(void)
+{
+	nevs = evs_seen = 0;
+	ring_buffer__consume(evbuf);
+	return nevs;
+}
+
+/* The one event sent since the last take_events() is of @type and
+ * @reason, in @phase, about connection @c seen on ingress. */
+static void check_event(const struct tconn *c, __u32 type, __u32 reason,
+			__u32 phase)
+{
+	const struct stg_event *e = &evs[0];
+
+	check(take_events() == 1, "%d events, want 1", nevs);
+	if (nevs < 1)
+		return;
+	check(e->type == type, "event type %u, want %u", e->type, type);
+	check(e->reason == reason, "event reason %u, want %u", e->reason,
+	      reason);
+	check(e->phase == phase, "event phase %u, want %u", e->phase, phase);
+	check(e->ingress == 1, "event not on ingress");
+	check(e->key.cli_port == c->cport && e->key.srv_port == c->sport &&
+	      !memcmp(e->key.cli_addr, c->cli, 16) &&
+	      !memcmp(e->key.srv_addr, c->srv, 16), "event's connection");
+	check(e->time_ns != 0, "event without a time");
 }
 
 /* --- tests --------------------------------------------------------------- */
@@ -2071,6 +2120,104 @@ out:
 	skel = main_skel;
 }
 
+/* One event per decision: a reset with the verb alone, an upgrade, an
+ * exempt, a denied and a monitored connection; a connection's events
+ * and a CPU's are limited, and those held back counted. */
+static void t_events(void)
+{
+	static const int port25[] = { 25, 0 };
+	struct tconn c = conn4(41000);
+	struct pkt p;
+	__u64 mail[2];
+	struct timespec t0, t1;
+	cpu_set_t one;
+	int sent = 3000, got = 0;
+
+	to_ehlo(&c);
+	check(take_events() == 0, "events before a decision");
+	cli(&c, "MAIL FROM:<alice@example.org>\r\n");
+	check_event(&c, STG_EV_RESET, STG_R_PLAINTEXT_COMMAND, STG_PLAIN);
+	smtp_pack_verb("MAIL", mail);
+	check(evs[0].verb[0] == mail[0] && evs[0].verb[1] == 0,
+	      "the verb is not MAIL alone: %.16s", (char *)evs[0].verb);
+
+	c = conn6(41001);
+	to_tls(&c);
+	check_event(&c, STG_EV_TLS, 0, STG_TLS_HELLO);
+
+	host_set("192.0.2.10", 32, STG_ACT_EXEMPT);
+	c = conn4(41002);
+	to_ehlo(&c);
+	check_event(&c, STG_EV_EXEMPT, 0, STG_PLAIN);
+	cli(&c, "MAIL FROM:<a@example.org>\r\n");
+	check(take_events() == 0, "an exempt connection's MAIL sent an event");
+
+	reset_maps();
+	host_set("192.0.2.10", 32, STG_ACT_DENY);
+	c = conn4(41003);
+	pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, NULL, 0, NULL, 0);
+	run(&p, false);
+	check_event(&c, STG_EV_DENIED, STG_R_DENIED_HOST, STG_PLAIN);
+
+	reset_maps();
+	configure(STG_MODE_MONITOR, STG_ACT_REQUIRE_TLS, port25);
+	c = conn4(41004);
+	to_ehlo(&c);
+	cli(&c, "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+	check_event(&c, STG_EV_MONITOR, STG_R_PLAINTEXT_COMMAND, STG_PLAIN);
+	smtp_pack_verb("AUTH", mail);
+	check(evs[0].verb[0] == mail[0] && evs[0].verb[1] == 0,
+	      "the verb is not AUTH alone: %.16s", (char *)evs[0].verb);
+
+	/* A connection that has sent its share sends no more. */
+	reset_maps();
+	c = conn4(41005);
+	to_ehlo(&c);
+	{
+		struct stg_conn_key k = { .cli_port = c.cport,
+					  .srv_port = c.sport };
+		struct stg_conn v;
+		int fd = bpf_map__fd(skel->maps.conns);
+
+		memcpy(k.cli_addr, c.cli, 16);
+		memcpy(k.srv_addr, c.srv, 16);
+		bpf_map_lookup_elem(fd, &k, &v);
+		v.events = STG_EVENTS_PER_CONN;
+		bpf_map_update_elem(fd, &k, &v, BPF_EXIST);
+	}
+	check(cli(&c, "MAIL FROM:<a@example.org>\r\n") == OK, "not reset");
+	check(take_events() == 0, "over the connection's limit: sent");
+	check(counter(STG_C_EVENTS_LIMITED) == 1, "held back, not counted");
+
+	/* A flood of denied SYNs from one CPU: at most STG_EVENTS_PER_SEC
+	 * in each second it spans, the rest counted; none lost. */
+	reset_maps();
+	host_set("192.0.2.0", 24, STG_ACT_DENY);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < sent; i++) {
+		c = conn4(20000 + i);
+		pkt_build(&p, &c, 1, F_SYN, c.cseq - 1, 0, NULL, 0, NULL, 0);
+		run(&p, false);
+		if (i % 500 == 499)
+			got += (take_events(), evs_seen);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	got += (take_events(), evs_seen);
+	CPU_ZERO(&one);
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		CPU_SET(i, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	check(got + counter(STG_C_EVENTS_LIMITED) == (__u64)sent,
+	      "%d events + %llu held back, want %d", got,
+	      (unsigned long long)counter(STG_C_EVENTS_LIMITED), sent);
+	check(got <= STG_EVENTS_PER_SEC * (t1.tv_sec - t0.tv_sec + 2),
+	      "%d events in %ld s", got, (long)(t1.tv_sec - t0.tv_sec + 1));
+	check(counter(STG_C_EVENTS_LOST) == 0, "events lost");
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -2118,6 +2265,7 @@ static const struct {
 	{ "a SYN flood and 10k sessions on a small table (cases 43, 44)", t_flood },
 	{ "long lines (case 7)", t_long_lines },
 	{ "BIG TCP: IPv4 total length 0 (case 37)", t_big_tcp },
+	{ "events: one per decision, verb only, rate-limited", t_events },
 };
 
 int main(int argc, char **argv)
@@ -2150,7 +2298,9 @@ int main(int argc, char **argv)
 			failed++;
 			continue;
 		}
-		for (unsigned int i = 0; i < sizeof(tests) / sizeof(*tests); i++) {
+		evbuf = ring_buffer__new(bpf_map__fd(skel->maps.events),
+					 on_event, NULL, NULL);
+		for (unsigned int i = 0; evbuf && i < sizeof(tests) / sizeof(*tests); i++) {
 			int before = failed_checks;
 
 			reset_maps();
@@ -2165,6 +2315,12 @@ int main(int argc, char **argv)
 				       tests[i].name);
 			}
 		}
+		if (!evbuf) {
+			printf("FAIL - packet: the events ring buffer: %s\n",
+			       strerror(errno));
+			failed++;
+		}
+		ring_buffer__free(evbuf);
 		starttls_guard_bpf__destroy(skel);
 	}
 	printf("%d passed, %d failed\n", passed, failed);
