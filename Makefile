@@ -40,9 +40,11 @@ $(OUT)/starttls_guard.skel.h: $(OUT)/starttls_guard.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name starttls_guard_bpf > $@
 
-$(OUT)/starttls-guard: user/starttls-guard.c user/tc.c $(OUT)/starttls_guard.skel.h $(USER_HDRS)
+USER_SRC := $(wildcard user/*.c)
+
+$(OUT)/starttls-guard: $(USER_SRC) $(OUT)/starttls_guard.skel.h $(USER_HDRS)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) user/starttls-guard.c user/tc.c -o $@ $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(USER_SRC) -o $@ $(LDLIBS)
 
 # Tests: the protocol logic on the host, the real program through
 # BPF_PROG_TEST_RUN, and end to end in network namespaces.

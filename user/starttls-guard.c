@@ -32,13 +32,14 @@
 #include <bpf/libbpf.h>
 
 #include "cidr.h"
+#include "guard.h"
 #include "starttls_guard.h"
 #include "jmp.h"
 #include "tc.h"
 
 #define BPFFS "/sys/fs/bpf"
 
-static bool verbose;
+bool verbose;
 
 /* Where the maps and links are pinned: STG_PIN_DIR, or a directory of
  * bpffs named by $STARTTLS_GUARD_PIN_DIR (several guards side by side,
@@ -47,7 +48,7 @@ const char *stg_pin_dir = STG_PIN_DIR;
 
 /* Names of enum stg_counter (below STG_C_RESETS) and enum stg_reason, as
  * shown by "stats" and used as JSON keys. */
-static const char *const counter_names[STG_C_RESETS] = {
+const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_PACKETS] = "packets_inspected",
 	[STG_C_CONNECTIONS] = "connections_seen",	/* entries made */
 	[STG_C_TLS_UPGRADES] = "tls_upgrades",
@@ -70,9 +71,11 @@ static const char *const counter_names[STG_C_RESETS] = {
 	[STG_C_CLOSED] = "connections_closed",
 	[STG_C_MONITOR_HITS] = "monitor_violations",
 	[STG_C_RST_FAILED] = "rst_failed",
+	[STG_C_EVENTS_LOST] = "events_lost",
+	[STG_C_EVENTS_LIMITED] = "events_limited",
 };
 
-static const char *const reason_names[STG_R_MAX] = {
+const char *const reason_names[STG_R_MAX] = {
 	[STG_R_NONE] = "none",
 	[STG_R_PLAINTEXT_COMMAND] = "plaintext_command",
 	[STG_R_STARTTLS_INJECTION] = "starttls_injection",
@@ -90,7 +93,7 @@ static const char *const reason_names[STG_R_MAX] = {
 	[STG_R_PICKUP_NOT_TLS] = "pickup_not_tls",
 };
 
-static const char *const action_names[] = {
+const char *const action_names[4] = {
 	[STG_ACT_REQUIRE_TLS] = "require-tls",
 	[STG_ACT_DENY] = "deny",
 	[STG_ACT_EXEMPT] = "exempt",
@@ -127,7 +130,7 @@ static bool help_asked(int argc, char **argv, const char *usage)
 	return false;
 }
 
-static int fail(const char *fmt, ...)
+int fail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -208,7 +211,7 @@ static int check_pin_fs(void)
 /* Root, BTF and a bpffs at /sys/fs/bpf (mounted here if @mount_bpffs).
  * Returns 0, 1 on an error, 2 when there is no bpffs (nothing attached);
  * the error is printed. */
-static int check_env(bool mount_bpffs)
+int check_env(bool mount_bpffs)
 {
 	struct statfs st;
 
@@ -269,7 +272,7 @@ static struct bpf_map_info map_info(int fd)
 }
 
 /* Open the pinned maps of an attached guard: 0 or an error printed. */
-static int open_pinned(const char *name, int *fd)
+int open_pinned(const char *name, int *fd)
 {
 	*fd = map_get(name);
 	if (*fd < 0)
@@ -441,9 +444,10 @@ struct choice {
 
 #define CHOICES(...) (const struct choice[]){ __VA_ARGS__, { NULL, 0 } }
 
-/* The value named @arg among @c, else a usage error naming @what and the
+/* The value named @arg among @c, else -1 with @err naming @what and the
  * names. */
-static int choose(const char *what, const char *arg, const struct choice *c)
+static int choose(const char *what, const char *arg, const struct choice *c,
+		  char *err, size_t errlen)
 {
 	char names[128] = "";
 	size_t o = 0;
@@ -455,7 +459,7 @@ static int choose(const char *what, const char *arg, const struct choice *c)
 			      !i ? "" : c[i + 1].name ? ", " : " or ",
 			      c[i].name);
 	}
-	usage_error("attach", "bad %s '%s': expected %s", what, arg, names);
+	snprintf(err, errlen, "bad %s '%s': expected %s", what, arg, names);
 	return -1;
 }
 
@@ -463,8 +467,9 @@ static const struct choice *const policies =
 	CHOICES({ "encrypt", 0 }, { "auth-only", 1 });
 
 /* 1 when the packed verb @v is an SMTP command a server carries out:
- * taken as STARTTLS, it would be passed. */
-static bool smtp_command(const __u64 v[2])
+ * taken as STARTTLS, it would be passed. Events name no other verb (what
+ * a client sends where a verb goes may be anything, a password too). */
+bool stg_known_verb(const __u64 v[2])
 {
 	static const char *const cmds[] = {
 		"EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "VRFY",
@@ -654,6 +659,148 @@ static int swap_others(int ifmap, struct starttls_guard_bpf *skel,
 
 static const __u64 ports_none[STG_PORT_WORDS];
 
+void stg_opts_init(struct stg_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->policy = o->one_way = o->mode = o->def = -1;
+	o->direction = o->midstream = -1;
+	o->scanner = STG_SCAN_AUTO;
+	o->want = STG_WANT_AUTO;
+}
+
+#define bit_set(map, v) (((map)[(v) >> 6] >> ((v) & 63)) & 1)
+
+int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
+		size_t errlen)
+{
+	int v;
+
+#define BAD(...) return snprintf(err, errlen, __VA_ARGS__), -1
+#define CHOOSE(field, what, ...)                                           \
+	do {                                                               \
+		v = choose(what, arg, __VA_ARGS__, err, errlen);           \
+		if (v < 0)                                                 \
+			return -1;                                         \
+		o->field = v;                                              \
+	} while (0)
+
+	switch (opt) {
+	case 'p': {
+		char num[16];
+		const char *colon = strchr(arg, ':');
+		int pol = -1;
+
+		snprintf(num, sizeof(num), "%.*s",
+			 colon ? (int)(colon - arg) : (int)strlen(arg), arg);
+		if (colon && (pol = choose("port policy", colon + 1, policies,
+					   err, errlen)) < 0)
+			return -1;
+		v = parse_port(num);
+		if (v < 0)
+			BAD("bad port '%s': expected 1-65535", arg);
+		if (bit_set(o->ports, v) &&
+		    (bit_set(o->pol_set, v) != (pol >= 0) ||
+		     bit_set(o->auth_ports, v) != (pol > 0)))
+			BAD("port %d given twice, with different policies", v);
+		o->ports[v >> 6] |= 1ULL << (v & 63);
+		if (pol >= 0) {
+			o->pol_set[v >> 6] |= 1ULL << (v & 63);
+			if (pol)
+				o->auth_ports[v >> 6] |= 1ULL << (v & 63);
+		}
+		o->any_port = true;
+		return 0;
+	}
+	case 'P':
+		CHOOSE(policy, "policy", policies);
+		return 0;
+	case 'U':
+		o->any_upgrade = true;
+		if (!strcmp(arg, "none")) {
+			memset(o->upgrade, 0, sizeof(o->upgrade));
+			o->nupgrade = 0;
+			return 0;
+		}
+		if (o->nupgrade >= SMTP_UPGRADE_MAX)
+			BAD("at most %d upgrade verbs", SMTP_UPGRADE_MAX);
+		if (smtp_pack_verb(arg, o->upgrade[o->nupgrade]))
+			BAD("bad upgrade verb '%s': 1 to %d printable bytes, no "
+			    "space", arg, SMTP_VERB_MAX);
+		if (stg_known_verb(o->upgrade[o->nupgrade]))
+			BAD("upgrade verb %s: an SMTP command of its own, which "
+			    "the server would carry out", arg);
+		for (int i = 0; i < o->nupgrade; i++)
+			if (!memcmp(o->upgrade[i], o->upgrade[o->nupgrade],
+				    sizeof(o->upgrade[i])))
+				BAD("upgrade verb %s given twice", arg);
+		o->nupgrade++;
+		return 0;
+	case 'O':
+	case 'W':
+		o->one_way = opt == 'O';
+		return 0;
+	case 'm':
+	case 'e':
+		if (o->mode >= 0 && o->mode != (opt == 'm'))
+			BAD("--monitor and --enforce together");
+		o->mode = opt == 'm' ? STG_MODE_MONITOR : STG_MODE_ENFORCE;
+		return 0;
+	case 'd':
+		CHOOSE(def, "default action",
+		       CHOICES({ "require-tls", STG_ACT_REQUIRE_TLS },
+			       { "deny", STG_ACT_DENY },
+			       { "exempt", STG_ACT_EXEMPT }));
+		return 0;
+	case 'I':
+		o->any_tls_port = true;
+		if (!strcmp(arg, "none"))
+			return 0;
+		v = parse_port(arg);
+		if (v < 0)
+			BAD("bad implicit-TLS port '%s': expected 1-65535 or "
+			    "none", arg);
+		o->tls_ports[v >> 6] |= 1ULL << (v & 63);
+		return 0;
+	case 'D':
+		CHOOSE(direction, "direction",
+		       CHOICES({ "inbound", STG_CFG_NO_OUTBOUND },
+			       { "outbound", STG_CFG_NO_INBOUND },
+			       { "both", 0 }));
+		return 0;
+	case 'C': {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(arg, &end, 10);
+		if (errno || *end || *arg < '0' || *arg > '9' || n < 256 ||
+		    n > 1UL << 24)
+			BAD("bad max-connections '%s': expected 256 to "
+			    "16777216", arg);
+		o->max_conns = n;
+		return 0;
+	}
+	case 'S':
+		CHOOSE(scanner, "scanner",
+		       CHOICES({ "auto", STG_SCAN_AUTO },
+			       { "loop", STG_SCAN_LOOP },
+			       { "chain", STG_SCAN_CHAIN }));
+		return 0;
+	case 'M':
+		CHOOSE(midstream, "midstream",
+		       CHOICES({ "judge", 0 }, { "pass", STG_CFG_MIDSTREAM_PASS }));
+		return 0;
+	case 'T':
+		CHOOSE(want, "tc-mode",
+		       CHOICES({ "auto", STG_WANT_AUTO }, { "tcx", STG_WANT_TCX },
+			       { "clsact", STG_WANT_CLSACT }));
+		return 0;
+	}
+	BAD("unknown option");
+#undef BAD
+#undef CHOOSE
+}
+
 /* The option getopt_long() stopped at: a long one as written, a short
  * one (perhaps inside "-xm") as "-x". */
 static const char *bad_option(char **argv)
@@ -688,152 +835,14 @@ static int cmd_attach(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	struct stg_config cfg = { .mode = STG_MODE_ENFORCE,
-				  .default_action = STG_ACT_REQUIRE_TLS };
-	__u64 ports[STG_PORT_WORDS] = {}, tls_ports[STG_PORT_WORDS] = {};
-	__u64 auth_ports[STG_PORT_WORDS] = {}, pol_set[STG_PORT_WORDS] = {};
-	__u64 upgrade[SMTP_UPGRADE_MAX][2] = {};
-	int policy = -1, nupgrade = 0, one_way = -1;
-	bool any_upgrade = false;
-	int mode = -1, def = -1, direction = -1, midstream = -1;
-	__u32 max_conns = 0;
-	enum stg_scanner scanner = STG_SCAN_AUTO;
-	enum stg_tc_want want = STG_WANT_AUTO;
-	struct starttls_guard_bpf *skel = NULL;
-	int nifs, *done = NULL, lock = -1, rc = 1, err;
-	struct stg_iface_key *ifk = NULL;
-	struct stg_config old_cfg;
-	bool any_port = false, any_tls_port = false, had_cfg = false;
-	__u32 zero = 0;
+	static struct stg_opts o;
+	char err[256];
 	int opt;
 
+	stg_opts_init(&o);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":p:med:vh", opts, NULL)) != -1) {
-		int v;
-
 		switch (opt) {
-		case 'p': {
-			char *colon = strchr(optarg, ':');
-			int pol = -1;
-
-			if (colon) {
-				*colon = '\0';
-				pol = choose("port policy", colon + 1, policies);
-			}
-			v = parse_port(optarg);
-			if (v < 0)
-				usage_error("attach", "bad port '%s': expected "
-					    "1-65535", optarg);
-			if (((ports[v >> 6] >> (v & 63)) & 1) &&
-			    (((pol_set[v >> 6] >> (v & 63)) & 1) != (pol >= 0) ||
-			     ((auth_ports[v >> 6] >> (v & 63)) & 1) != (pol > 0)))
-				usage_error("attach", "port %d given twice, with "
-					    "different policies", v);
-			ports[v >> 6] |= 1ULL << (v & 63);
-			if (pol >= 0) {
-				pol_set[v >> 6] |= 1ULL << (v & 63);
-				if (pol)
-					auth_ports[v >> 6] |= 1ULL << (v & 63);
-			}
-			any_port = true;
-			break;
-		}
-		case 'P':
-			policy = choose("--policy", optarg, policies);
-			break;
-		case 'U':
-			if (!strcmp(optarg, "none")) {
-				memset(upgrade, 0, sizeof(upgrade));
-				nupgrade = 0;
-				any_upgrade = true;
-				break;
-			}
-			if (nupgrade >= SMTP_UPGRADE_MAX)
-				usage_error("attach", "at most %d --upgrade-verb",
-					    SMTP_UPGRADE_MAX);
-			if (smtp_pack_verb(optarg, upgrade[nupgrade]))
-				usage_error("attach", "bad --upgrade-verb '%s': "
-					    "1 to %d printable bytes, no space",
-					    optarg, SMTP_VERB_MAX);
-			if (smtp_command(upgrade[nupgrade]))
-				usage_error("attach", "--upgrade-verb %s: an SMTP "
-					    "command of its own, which the server "
-					    "would carry out", optarg);
-			for (int i = 0; i < nupgrade; i++)
-				if (!memcmp(upgrade[i], upgrade[nupgrade],
-					    sizeof(upgrade[i])))
-					usage_error("attach", "--upgrade-verb %s "
-						    "given twice", optarg);
-			nupgrade++;
-			any_upgrade = true;
-			break;
-		case 'O':
-			one_way = 1;
-			break;
-		case 'W':
-			one_way = 0;
-			break;
-		case 'm':
-		case 'e':
-			if (mode >= 0 && mode != (opt == 'm'))
-				usage_error("attach", "--monitor and --enforce "
-					    "together");
-			mode = opt == 'm' ? STG_MODE_MONITOR : STG_MODE_ENFORCE;
-			break;
-		case 'd':
-			def = choose("default action", optarg,
-				     CHOICES({ "require-tls", STG_ACT_REQUIRE_TLS },
-					     { "deny", STG_ACT_DENY },
-					     { "exempt", STG_ACT_EXEMPT }));
-			break;
-		case 'I':
-			any_tls_port = true;
-			if (!strcmp(optarg, "none"))
-				break;
-			v = parse_port(optarg);
-			if (v < 0)
-				usage_error("attach", "bad implicit-TLS port "
-					    "'%s': expected 1-65535 or none",
-					    optarg);
-			tls_ports[v >> 6] |= 1ULL << (v & 63);
-			break;
-		case 'D':
-			direction = choose("--direction", optarg,
-					   CHOICES({ "inbound", STG_CFG_NO_OUTBOUND },
-						   { "outbound", STG_CFG_NO_INBOUND },
-						   { "both", 0 }));
-			break;
-		case 'C': {
-			char *end;
-			unsigned long n;
-
-			errno = 0;
-			n = strtoul(optarg, &end, 10);
-			if (errno || *end || *optarg < '0' || *optarg > '9' ||
-			    n < 256 || n > 1UL << 24)
-				usage_error("attach", "bad --max-connections "
-					    "'%s': expected 256 to 16777216",
-					    optarg);
-			max_conns = n;
-			break;
-		}
-		case 'S':
-			scanner = choose("--scanner", optarg,
-					 CHOICES({ "auto", STG_SCAN_AUTO },
-						 { "loop", STG_SCAN_LOOP },
-						 { "chain", STG_SCAN_CHAIN }));
-			break;
-		case 'M':
-			midstream = choose("--midstream", optarg,
-					   CHOICES({ "judge", 0 },
-						   { "pass", STG_CFG_MIDSTREAM_PASS }));
-			break;
-		case 'T':
-			want = choose("--tc-mode", optarg,
-				      CHOICES({ "auto", STG_WANT_AUTO },
-					      { "tcx", STG_WANT_TCX },
-					      { "clsact", STG_WANT_CLSACT }));
-			break;
 		case 'v':
 			verbose = true;
 			break;
@@ -844,31 +853,173 @@ static int cmd_attach(int argc, char **argv)
 			usage_error("attach", "%s needs a value",
 				    bad_option(argv));
 			break;
-		default:
+		case '?':
 			usage_error("attach", "unknown option '%s'",
 				    bad_option(argv));
+			break;
+		default:
+			if (stg_opt_set(&o, opt, optarg, err, sizeof(err)))
+				usage_error("attach", "%s", err);
 		}
 	}
-	nifs = argc - optind;
-	if (nifs < 1)
+	if (optind >= argc)
 		usage_error("attach", "no interface named");
+	return stg_attach(&o, argv + optind, argc - optind, false, NULL);
+}
 
-	ifk = calloc(nifs, sizeof(*ifk));
-	done = calloc(nifs, sizeof(*done));
+/* The configuration @o makes of @cfg (the running one, or defaults).
+ * 0, or 1 printed. */
+static int make_config(const struct stg_opts *o, struct stg_config *cfg)
+{
+	/* Guarded: the STARTTLS ports and the implicit-TLS ones. A
+	 * STARTTLS port's policy: its own (--port N:POLICY), else --policy
+	 * (given now or before). */
+	if (o->policy >= 0)
+		cfg->flags = (cfg->flags & ~STG_CFG_AUTH_ONLY) |
+			     (o->policy ? STG_CFG_AUTH_ONLY : 0);
+	for (int w = 0; w < STG_PORT_WORDS; w++) {
+		__u64 starttls = o->any_port ? o->ports[w]
+					     : cfg->ports[w] & ~cfg->tls_ports[w];
+		__u64 tls = o->any_tls_port ? o->tls_ports[w] : cfg->tls_ports[w];
+		__u64 own = o->any_port ? o->pol_set[w] : cfg->own_policy[w];
+		__u64 own_auth = o->any_port ? o->auth_ports[w]
+					     : cfg->auth_ports[w] & own;
+
+		if (starttls & tls)
+			return fail("port %d is given both as a STARTTLS port "
+				    "and as an implicit-TLS port",
+				    w * 64 + __builtin_ctzll(starttls & tls));
+		cfg->tls_ports[w] = tls;
+		cfg->ports[w] = starttls | tls;
+		cfg->own_policy[w] = own & starttls;
+		cfg->auth_ports[w] = (own_auth & own & starttls) |
+				     ((cfg->flags & STG_CFG_AUTH_ONLY) ?
+					      starttls & ~own : 0);
+	}
+	if (o->any_upgrade)
+		memcpy(cfg->upgrade.verb, o->upgrade, sizeof(o->upgrade));
+	if (o->one_way >= 0)
+		cfg->flags = (cfg->flags & ~STG_CFG_ONE_WAY) |
+			     (o->one_way ? STG_CFG_ONE_WAY : 0);
+	if (o->direction >= 0)
+		cfg->flags = (cfg->flags & ~(STG_CFG_NO_INBOUND |
+					     STG_CFG_NO_OUTBOUND)) | o->direction;
+	if (o->midstream >= 0)
+		cfg->flags = (cfg->flags & ~STG_CFG_MIDSTREAM_PASS) | o->midstream;
+	if (cfg->flags & STG_CFG_ONE_WAY) {
+		bool auth = cfg->flags & STG_CFG_AUTH_ONLY;
+
+		for (int w = 0; w < STG_PORT_WORDS && !auth; w++)
+			auth = cfg->auth_ports[w];
+		if (auth)
+			fprintf(stderr, "starttls-guard: note: with --one-way the "
+				"server's 354 is not seen, so auth-only ports "
+				"and hosts are judged under encrypt\n");
+	}
+	if (o->mode >= 0)
+		cfg->mode = o->mode;
+	if (o->def >= 0)
+		cfg->default_action = o->def;
+	return 0;
+}
+
+/* Attach the loaded programs to interface @k (@name), replacing what
+ * runs there. Returns 0 with @added set when it was not attached
+ * before, else -errno (printed). */
+static int attach_iface(struct starttls_guard_bpf *skel,
+			const struct stg_iface_key *k, const char *name,
+			int want, bool *added)
+{
+	int ifmap = bpf_map__fd(skel->maps.ifaces), err;
+	struct stg_iface cur, now;
+	bool had = !bpf_map_lookup_elem(ifmap, k, &cur);
+
+	if (had && strcmp(cur.name, name)) {
+		/* The record is of a device that had this index (renamed,
+		 * or gone and the index reused). */
+		forget_iface(ifmap, k, &cur);
+		had = false;
+	}
+	libbpf_quiet = true;
+	err = stg_tc_attach(k, name, bpf_program__fd(skel->progs.stg_ingress),
+			    bpf_program__fd(skel->progs.stg_egress), want,
+			    had ? &cur : NULL, &now);
+	libbpf_quiet = false;
+	if (err)
+		return err;
+	*added = !had;
+	bpf_map_update_elem(ifmap, k, &now, BPF_ANY);
+	printf("attached to %s (%s)\n", name,
+	       now.mode == STG_TC_TCX ? "tcx" : "clsact");
+	return 0;
+}
+
+/* The key of interface @name of this namespace: 0, or 1 printed. */
+static int iface_key(const char *name, struct stg_iface_key *k)
+{
+	k->netns = current_netns();
+	k->pad = 0;
+	if (strlen(name) >= IFNAMSIZ || !(k->ifindex = if_nametoindex(name)))
+		return fail("no such interface: %s", name);
+	return check_link_type(name);
+}
+
+int stg_attach_more(struct starttls_guard_bpf *skel, const char *name,
+		    int want)
+{
+	struct stg_iface_key k;
+	bool added;
+	int lock, err;
+
+	if (iface_key(name, &k))
+		return 1;
+	lock = lock_pin_dir(false);
+	if (lock < 0)
+		return fail("couldn't open %s: %s", stg_pin_dir, strerror(-lock));
+	err = attach_iface(skel, &k, name, want, &added);
+	close(lock);
+	return err ? 1 : 0;
+}
+
+bool stg_attached(const char *name)
+{
+	struct stg_iface_key k = { .netns = current_netns(),
+				   .ifindex = if_nametoindex(name) };
+	int ifmap = map_get("ifaces");
+	struct stg_iface cur;
+	bool yes = ifmap >= 0 && k.ifindex &&
+		   !bpf_map_lookup_elem(ifmap, &k, &cur) && !strcmp(cur.name, name);
+
+	if (ifmap >= 0)
+		close(ifmap);
+	return yes;
+}
+
+void stg_release(struct starttls_guard_bpf *skel)
+{
+	starttls_guard_bpf__destroy(skel);
+}
+
+int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
+	       bool fresh, struct starttls_guard_bpf **keep)
+{
+	struct stg_config cfg = { .mode = STG_MODE_ENFORCE,
+				  .default_action = STG_ACT_REQUIRE_TLS };
+	enum stg_scanner scanner = o->scanner;
+	struct starttls_guard_bpf *skel = NULL;
+	int *done = NULL, lock = -1, rc = 1, err, ifmap;
+	struct stg_iface_key *ifk = NULL;
+	struct stg_config old_cfg;
+	bool had_cfg = false;
+	__u32 zero = 0;
+
+	ifk = calloc(nifs + 1, sizeof(*ifk));
+	done = calloc(nifs + 1, sizeof(*done));
 	if (!ifk || !done)
 		goto out;
-	for (int i = 0; i < nifs; i++) {
-		const char *name = argv[optind + i];
-
-		ifk[i].netns = current_netns();
-		if (strlen(name) >= IFNAMSIZ ||
-		    !(ifk[i].ifindex = if_nametoindex(name))) {
-			fail("no such interface: %s", name);
+	for (int i = 0; i < nifs; i++)
+		if (iface_key(names[i], &ifk[i]))
 			goto out;
-		}
-		if (check_link_type(name))
-			goto out;
-	}
 	if (check_env(true))
 		goto out;
 	lock = lock_pin_dir(true);
@@ -892,15 +1043,15 @@ static int cmd_attach(int argc, char **argv)
 		fail("couldn't open the BPF object: %s", strerror(errno));
 		goto out;
 	}
-	if (max_conns)
-		bpf_map__set_max_entries(skel->maps.conns, max_conns);
+	if (o->max_conns)
+		bpf_map__set_max_entries(skel->maps.conns, o->max_conns);
 	if (scanner == STG_SCAN_LOOP && !stg_has_loop()) {
 		fail("--scanner loop: this kernel has no bpf_loop (it came "
 		     "in 5.17)");
 		goto out;
 	}
 	scanner = stg_pick_scanner(skel, scanner);
-	if (check_pins(skel->obj, max_conns))
+	if (check_pins(skel->obj, o->max_conns))
 		goto out;
 	err = starttls_guard_bpf__load(skel);
 	if (err) {
@@ -916,63 +1067,14 @@ static int cmd_attach(int argc, char **argv)
 				       &old_cfg);
 	/* Options not given keep their values. A new map holds zeros (no
 	 * port at all): the defaults then. */
-	if (had_cfg && old_cfg.mode != STG_MODE_OFF &&
+	if (!fresh && had_cfg && old_cfg.mode != STG_MODE_OFF &&
 	    memcmp(old_cfg.ports, ports_none, sizeof(ports_none)))
 		cfg = old_cfg;
 	else
 		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
-	/* Guarded: the STARTTLS ports and the implicit-TLS ones. A
-	 * STARTTLS port's policy: its own (--port N:POLICY), else --policy
-	 * (given now or before). */
-	if (policy >= 0)
-		cfg.flags = (cfg.flags & ~STG_CFG_AUTH_ONLY) |
-			    (policy ? STG_CFG_AUTH_ONLY : 0);
-	for (int w = 0; w < STG_PORT_WORDS; w++) {
-		__u64 starttls = any_port ? ports[w]
-					  : cfg.ports[w] & ~cfg.tls_ports[w];
-		__u64 tls = any_tls_port ? tls_ports[w] : cfg.tls_ports[w];
-		__u64 own = any_port ? pol_set[w] : cfg.own_policy[w];
-		__u64 own_auth = any_port ? auth_ports[w]
-					  : cfg.auth_ports[w] & own;
-
-		if (starttls & tls) {
-			fail("port %d is given both as a STARTTLS port and as "
-			     "an implicit-TLS port",
-			     w * 64 + __builtin_ctzll(starttls & tls));
-			goto out;
-		}
-		cfg.tls_ports[w] = tls;
-		cfg.ports[w] = starttls | tls;
-		cfg.own_policy[w] = own & starttls;
-		cfg.auth_ports[w] = (own_auth & own & starttls) |
-				    ((cfg.flags & STG_CFG_AUTH_ONLY) ?
-					     starttls & ~own : 0);
-	}
-	if (any_upgrade)
-		memcpy(cfg.upgrade.verb, upgrade, sizeof(upgrade));
-	if (one_way >= 0)
-		cfg.flags = (cfg.flags & ~STG_CFG_ONE_WAY) |
-			    (one_way ? STG_CFG_ONE_WAY : 0);
-	if (direction >= 0)
-		cfg.flags = (cfg.flags & ~(STG_CFG_NO_INBOUND |
-					   STG_CFG_NO_OUTBOUND)) | direction;
-	if (midstream >= 0)
-		cfg.flags = (cfg.flags & ~STG_CFG_MIDSTREAM_PASS) | midstream;
+	if (make_config(o, &cfg))
+		goto out;
 	cfg.scanner = scanner;
-	if (cfg.flags & STG_CFG_ONE_WAY) {
-		bool auth = cfg.flags & STG_CFG_AUTH_ONLY;
-
-		for (int w = 0; w < STG_PORT_WORDS && !auth; w++)
-			auth = cfg.auth_ports[w];
-		if (auth)
-			fprintf(stderr, "starttls-guard: note: with --one-way the "
-				"server's 354 is not seen, so auth-only ports "
-				"and hosts are judged under encrypt\n");
-	}
-	if (mode >= 0)
-		cfg.mode = mode;
-	if (def >= 0)
-		cfg.default_action = def;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.settings), &zero, &cfg,
 				BPF_ANY)) {
 		fail("couldn't write the configuration: %s", strerror(errno));
@@ -985,32 +1087,13 @@ static int cmd_attach(int argc, char **argv)
 		goto out;
 	}
 
-	int ifmap = bpf_map__fd(skel->maps.ifaces);
-
+	ifmap = bpf_map__fd(skel->maps.ifaces);
 	for (int i = 0; i < nifs; i++) {
-		struct stg_iface cur, now;
-		bool had = !bpf_map_lookup_elem(ifmap, &ifk[i], &cur);
+		bool added;
 
-		if (had && strcmp(cur.name, argv[optind + i])) {
-			/* The record is of a device that had this index
-			 * (renamed, or gone and the index reused). */
-			forget_iface(ifmap, &ifk[i], &cur);
-			had = false;
-		}
-
-		libbpf_quiet = true;
-		err = stg_tc_attach(&ifk[i], argv[optind + i],
-				    bpf_program__fd(skel->progs.stg_ingress),
-				    bpf_program__fd(skel->progs.stg_egress),
-				    want, had ? &cur : NULL, &now);
-		libbpf_quiet = false;
-		if (err)
+		if (attach_iface(skel, &ifk[i], names[i], o->want, &added))
 			goto undo;
-		if (!had)
-			done[i] = 1;
-		bpf_map_update_elem(ifmap, &ifk[i], &now, BPF_ANY);
-		printf("attached to %s (%s)\n", argv[optind + i],
-		       now.mode == STG_TC_TCX ? "tcx" : "clsact");
+		done[i] = added;
 	}
 	rc = swap_others(ifmap, skel, ifk, nifs);
 	goto out;
@@ -1046,7 +1129,10 @@ out:
 			rmdir(stg_pin_dir);
 		}
 	}
-	starttls_guard_bpf__destroy(skel);
+	if (!rc && keep)
+		*keep = skel;
+	else
+		starttls_guard_bpf__destroy(skel);
 	if (lock >= 0)
 		close(lock);
 	free(ifk);
@@ -1120,9 +1206,127 @@ static int detach_one(int ifmap, const struct stg_iface_key *k,
 	return 0;
 }
 
+/* When attached nowhere: the pins go (the maps with them). A copy still
+ * attached where it could not be reached would be left without its
+ * scanners: it is told to pass everything. Returns 0 or 1 printed. */
+static int unpin_if_unused(int ifmap)
+{
+	struct stg_iface_key next;
+	struct starttls_guard_bpf *o;
+	int settings, rc = 0;
+	__u32 zero = 0, size, *off;
+
+	if (ifmap >= 0 && !bpf_map_get_next_key(ifmap, NULL, &next))
+		return 0;
+	o = starttls_guard_bpf__open();
+	settings = map_get("settings");
+	/* The mode leads the configuration in every version: the value is
+	 * written at the pinned map's own size. */
+	size = settings >= 0 ? map_info(settings).value_size : 0;
+	if (size >= sizeof(*off) && (off = calloc(1, size))) {
+		*off = STG_MODE_OFF;
+		bpf_map_update_elem(settings, &zero, off, BPF_ANY);
+		free(off);
+	}
+	if (settings >= 0)
+		close(settings);
+	if (o)
+		unpin_ours(o->obj);
+	starttls_guard_bpf__destroy(o);
+	if (rmdir(stg_pin_dir) && errno != ENOENT)
+		rc = fail("couldn't remove %s: %s", stg_pin_dir,
+			  strerror(errno));
+	return rc;
+}
+
+/* Detach from every interface (TCX links can be closed from any
+ * namespace, clsact filters only from their own). */
+static int detach_every(int ifmap, bool force)
+{
+	struct stg_iface_key key, *prev = NULL;
+	__u64 netns = current_netns();
+	int rc = 0;
+
+	while (ifmap >= 0 && !bpf_map_get_next_key(ifmap, prev, &key)) {
+		struct stg_iface cur;
+
+		if (!bpf_map_lookup_elem(ifmap, &key, &cur) &&
+		    detach_one(ifmap, &key, &cur, netns, force)) {
+			rc = 1;
+			prev = &key; /* kept: go on after it */
+			continue;
+		}
+		prev = NULL;
+	}
+	return rc;
+}
+
+int stg_detach_all(bool force)
+{
+	int ifmap, lock, rc;
+
+	lock = lock_pin_dir(false);
+	if (lock == -ENOENT)
+		return 0;
+	if (lock < 0)
+		return fail("couldn't open %s: %s", stg_pin_dir, strerror(-lock));
+	ifmap = map_get("ifaces");
+	rc = detach_every(ifmap, force);
+	rc |= unpin_if_unused(ifmap);
+	if (ifmap >= 0)
+		close(ifmap);
+	close(lock);
+	return rc;
+}
+
+int stg_prune(char *const *names, int n, bool prune)
+{
+	struct stg_iface_key keys[STG_MAX_IFACES], key, *prev = NULL;
+	__u64 netns = current_netns();
+	int ifmap, lock, nkeys = 0, left = 0;
+
+	lock = lock_pin_dir(false);
+	if (lock < 0)
+		return 0;
+	ifmap = map_get("ifaces");
+	while (ifmap >= 0 && nkeys < STG_MAX_IFACES &&
+	       !bpf_map_get_next_key(ifmap, prev, &key)) {
+		keys[nkeys++] = key;
+		prev = &keys[nkeys - 1];
+	}
+	for (int i = 0; i < nkeys; i++) {
+		struct stg_iface cur;
+		char name[IF_NAMESIZE];
+		bool wanted = false;
+
+		if (bpf_map_lookup_elem(ifmap, &keys[i], &cur))
+			continue;
+		if (keys[i].netns != netns) {
+			left++;
+			continue;
+		}
+		if (!if_indextoname(keys[i].ifindex, name) ||
+		    strcmp(name, cur.name)) {
+			forget_iface(ifmap, &keys[i], &cur);
+			printf("forgot %s: it is gone\n", cur.name);
+			continue;
+		}
+		for (int j = 0; j < n; j++)
+			wanted |= !strcmp(names[j], name);
+		if (prune && !wanted) {
+			detach_one(ifmap, &keys[i], &cur, netns, false);
+			continue;
+		}
+		left++;
+	}
+	if (ifmap >= 0)
+		close(ifmap);
+	close(lock);
+	return left;
+}
+
 static int cmd_detach(int argc, char **argv)
 {
-	struct stg_iface_key key, next, *prev = NULL;
 	__u64 netns = current_netns();
 	int ifmap, lock, rc = 0, names = 0;
 	bool force = false;
@@ -1162,44 +1366,9 @@ static int cmd_detach(int argc, char **argv)
 		}
 		detach_one(ifmap, &k, &cur, netns, force);
 	}
-	/* Without names: everything (TCX links can be closed from any
-	 * namespace, clsact filters only from their own). */
-	while (ifmap >= 0 && !names && !bpf_map_get_next_key(ifmap, prev, &key)) {
-		struct stg_iface cur;
-
-		if (!bpf_map_lookup_elem(ifmap, &key, &cur) &&
-		    detach_one(ifmap, &key, &cur, netns, force)) {
-			rc = 1;
-			prev = &key; /* kept: go on after it */
-			continue;
-		}
-		prev = NULL;
-	}
-	if (ifmap < 0 || bpf_map_get_next_key(ifmap, NULL, &next)) {
-		/* Attached nowhere: the pins go (the maps with them). A copy
-		 * still attached where it could not be reached would be left
-		 * without its scanners: it is told to pass everything. */
-		struct starttls_guard_bpf *o = starttls_guard_bpf__open();
-		int settings = map_get("settings");
-		__u32 zero = 0, size, *off;
-
-		/* The mode leads the configuration in every version: the
-		 * value is written at the pinned map's own size. */
-		size = settings >= 0 ? map_info(settings).value_size : 0;
-		if (size >= sizeof(*off) && (off = calloc(1, size))) {
-			*off = STG_MODE_OFF;
-			bpf_map_update_elem(settings, &zero, off, BPF_ANY);
-			free(off);
-		}
-		if (settings >= 0)
-			close(settings);
-		if (o)
-			unpin_ours(o->obj);
-		starttls_guard_bpf__destroy(o);
-		if (rmdir(stg_pin_dir) && errno != ENOENT)
-			rc = fail("couldn't remove %s: %s", stg_pin_dir,
-				  strerror(errno));
-	}
+	if (!names)
+		rc = detach_every(ifmap, force);
+	rc |= unpin_if_unused(ifmap);
 	if (ifmap >= 0)
 		close(ifmap);
 	close(lock);
@@ -1419,12 +1588,44 @@ static int cmd_allow(int argc, char **argv)
 
 /* --- stats --------------------------------------------------------------- */
 
-static int cmd_stats(int argc, char **argv)
+int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity)
 {
 	int ncpu = libbpf_num_possible_cpus(), fd;
-	__u64 sum[STG_C_MAX] = {}, resets = 0, tracked = 0, evicted = 0;
-	bool json = argc == 2 && !strcmp(argv[1], "--json");
+	struct stg_conn_key k, *prev = NULL;
 	__u64 *vals;
+
+	if (ncpu <= 0 || (fd = map_get("counters")) < 0)
+		return -1;
+	vals = calloc(ncpu, sizeof(*vals)); /* value_size 8: no padding */
+	memset(sum, 0, STG_C_MAX * sizeof(*sum));
+	for (__u32 i = 0; vals && i < STG_C_MAX; i++) {
+		if (bpf_map_lookup_elem(fd, &i, vals))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			sum[i] += vals[c];
+	}
+	free(vals);
+	close(fd);
+	*tracked = 0;
+	*capacity = 0;
+	fd = map_get("conns");
+	if (fd >= 0) {
+		while (!bpf_map_get_next_key(fd, prev, &k)) {
+			++*tracked;
+			prev = &k;
+		}
+		*capacity = map_info(fd).max_entries;
+		close(fd);
+	}
+	return vals ? 0 : -1;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+	__u64 sum[STG_C_MAX], resets = 0, tracked, evicted = 0;
+	bool json = argc == 2 && !strcmp(argv[1], "--json");
+	__u32 capacity;
+	int fd;
 
 	if (help_asked(argc, argv, "Usage: starttls-guard stats [--json]\n"
 				   "Show the counters, summed over CPUs.\n"))
@@ -1435,34 +1636,15 @@ static int cmd_stats(int argc, char **argv)
 		usage_error("stats", "%s '%s'", bad[0] == '-' ? "unknown option"
 					       : "unexpected argument", bad);
 	}
-	if (ncpu <= 0)
-		return fail("couldn't count CPUs: %s", strerror(-ncpu));
 	if (check_env(false) || open_pinned("counters", &fd))
 		return 1;
-	vals = calloc(ncpu, sizeof(*vals)); /* value_size 8: no padding */
-	if (!vals)
-		return fail("out of memory");
-	for (__u32 i = 0; i < STG_C_MAX; i++) {
-		if (bpf_map_lookup_elem(fd, &i, vals))
-			continue;
-		for (int c = 0; c < ncpu; c++)
-			sum[i] += vals[c];
-	}
-	free(vals);
 	close(fd);
+	if (stg_read_counters(sum, &tracked, &capacity))
+		return fail("couldn't read the counters: %s", strerror(errno));
 	for (int r = 1; r < STG_R_MAX; r++)
 		resets += sum[STG_C_RESETS + r];
 	/* Entries evicted from a full table: made, less closed, less left
 	 * (counted while traffic flows: about). */
-	if (!open_pinned("conns", &fd)) {
-		struct stg_conn_key k, *prev = NULL;
-
-		while (!bpf_map_get_next_key(fd, prev, &k)) {
-			tracked++;
-			prev = &k;
-		}
-		close(fd);
-	}
 	if (sum[STG_C_CONNECTIONS] > sum[STG_C_CLOSED] + tracked)
 		evicted = sum[STG_C_CONNECTIONS] - sum[STG_C_CLOSED] - tracked;
 
@@ -1510,6 +1692,10 @@ static const char usage[] =
 	"  allow add CIDR [--deny|--auth-only] | allow del CIDR | allow list\n"
 	"                           exempt, deny or relax hosts, live\n"
 	"  stats [--json]           counters\n"
+	"  events [--json]          follow resets, upgrades and other decisions\n"
+	"  run [--config FILE] [--metrics ADDR:PORT] [--log stdout|syslog]\n"
+	"      [--keep-attached]    run as a daemon, as FILE says (default\n"
+	"                           " STG_CONF_PATH ")\n"
 	"  help                     this help\n"
 	"\n"
 	"  --version                the version\n"
@@ -1549,6 +1735,10 @@ int main(int argc, char **argv)
 		return cmd_allow(argc, argv);
 	if (!strcmp(argv[0], "stats"))
 		return cmd_stats(argc, argv);
+	if (!strcmp(argv[0], "events"))
+		return cmd_events(argc, argv);
+	if (!strcmp(argv[0], "run"))
+		return cmd_run(argc, argv);
 	usage_error(NULL, "unknown command '%s'", argv[0]);
 	return 2;
 }

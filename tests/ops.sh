@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+#
+# Operations: "starttls-guard run" with a configuration file in the
+# namespace lab (real Postfix, real clients): JSON events, Prometheus
+# metrics scraped with curl, a reload with SIGHUP while a session is in
+# progress, interfaces that come and go, SIGTERM. Then the same with the
+# container image, "make install DESTDIR=", and the Kubernetes manifests.
+# Prints "ok - ops: NAME" / "FAIL - ops: NAME" lines and "N passed, N failed".
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+G_BIN=${G_BIN:-$here/../build/starttls-guard}
+SUITE=ops
+source "$here/lib/lab.sh"
+source "$here/lib/harness.sh"
+
+METRICS=127.0.0.1:9925
+
+# The daemon's metrics (or /healthz) as seen from the server's namespace.
+scrape() { lab_srv curl -sf "http://$METRICS/${1:-metrics}"; }
+# metric NAME_AND_LABELS: its value
+metric() { scrape | awk -v m="$1" '$1 == m { print $2 }'; }
+wait_metric() { # NAME VALUE [TIMEOUT]
+	_lab_poll "${3:-20}" test "$(metric "$1")" = "$2" ||
+		{ echo "$1 = $(metric "$1"), want $2"; return 1; }
+}
+
+# events FILE FILTER: how many JSON events in FILE match the Python
+# expression FILTER over e (one event).
+events() {
+	python3 -c '
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    n += bool(eval(sys.argv[2]))
+print(n)' "$1" "$2"
+}
+
+write_conf() { # FILE EXEMPT [EXTRA]
+	cat >"$1" <<CONF
+# starttls-guard.conf for the namespace lab
+interfaces = $LAB_SRV_IF, stghp*
+port = 25
+mode = enforce
+default = require-tls
+exempt = $2
+metrics = $METRICS
+${3:-}
+CONF
+}
+
+# The daemon in the server's namespace: what run.sh would start under
+# systemd, here in the background with its output kept.
+start_daemon() { # CONF OUT ERR [RUNNER...]
+	local conf=$1 out=$2 err=$3
+	shift 3
+	nsenter --net="/run/netns/$LAB_SRV_NS" "${@:-$G_BIN}" run --config "$conf" \
+		>"$out" 2>"$err" &
+	daemon_pid=$!
+	_lab_poll 30 scrape healthz >/dev/null ||
+		{ echo "daemon not healthy:"; cat "$err"; return 1; }
+	wait_metric starttls_guard_attached_interfaces 1 || { cat "$err"; return 1; }
+}
+
+daemon_checks() { # CONF OUT ERR
+	local conf=$1 out=$2 err=$3 t=tok$RANDOM$RANDOM line rc
+	expect 3 "plaintext MAIL (want a reset)" lab_smtp_client \
+		--server "$LAB_SRV4" --token "p$t" || return 1
+	expect 0 "STARTTLS" lab_smtp_client --server "$LAB_SRV4" --starttls \
+		--token "s$t" || return 1
+	lab_wait_delivered "s$t" || { echo "STARTTLS message not delivered"; return 1; }
+	expect 0 "exempt client in plaintext" lab_smtp_client --server "$LAB_SRV4" \
+		--source "$LAB_CLI4_ALT" --token "e$t" || return 1
+	# A session in progress while the configuration changes: the exempt
+	# client loses its exemption. The session keeps its state; new ones
+	# get the new rule.
+	coproc HELD { lab_smtp_client --server "$LAB_SRV4" --source "$LAB_CLI4_ALT" \
+		--hold --token "h$t"; }
+	read -r -t 20 line <&"${HELD[0]}"
+	[ "$line" = HELD ] || { echo "client did not reach EHLO: $line"; return 1; }
+	write_conf "$conf" "" "deny = 198.51.100.0/24"
+	kill -HUP "$daemon_pid"
+	wait_metric 'starttls_guard_config_reloads_total{result="success"}' 1 ||
+		{ cat "$err"; return 1; }
+	echo go >&"${HELD[1]}"
+	read -r -t 20 line <&"${HELD[0]}"
+	wait "$HELD_PID"
+	rc=$?
+	[ "$rc" = 0 ] || { echo "the session in progress was cut by the reload: exit $rc ($line)"; return 1; }
+	lab_wait_delivered "h$t" || { echo "held message not delivered"; return 1; }
+	expect 3 "the formerly exempt client, after the reload" lab_smtp_client \
+		--server "$LAB_SRV4" --source "$LAB_CLI4_ALT" --token "n$t" || return 1
+	lab_srv "$G_BIN" allow list 2>/dev/null | grep -q 198.51.100.0/24 ||
+		STARTTLS_GUARD_PIN_DIR=$STARTTLS_GUARD_PIN_DIR guard_srv allow list |
+		grep -q "198.51.100.0/24 *deny" || { echo "deny entry not applied"; return 1; }
+
+	# A configuration with an error: refused with its line, the running one stays.
+	printf 'port = 25\nmode = enforce\nport = 99999\n' >"$conf"
+	kill -HUP "$daemon_pid"
+	wait_metric 'starttls_guard_config_reloads_total{result="failure"}' 1 || return 1
+	grep -q "$conf:3: bad port '99999'" "$err" || { echo "no line-numbered error:"; cat "$err"; return 1; }
+	expect 3 "still enforced after a refused reload" lab_smtp_client \
+		--server "$LAB_SRV4" --token "r$t" || return 1
+
+	# Events: one JSON line per decision, no address or credential.
+	_lab_poll 10 test "$(events "$out" 'e["event"] == "reset"')" = 3 ||
+		{ echo "reset events:"; cat "$out"; return 1; }
+	[ "$(events "$out" 'e["event"] == "reset" and e["reason"] == "plaintext_command" and e["verb"] == "MAIL" and e["server"] == "'"$LAB_SRV4"'" and e["server_port"] == 25 and e["state"] == "plaintext" and e["interface"] == "'"$LAB_SRV_IF"'" and e["direction"] == "ingress"')" = 3 ] ||
+		{ echo "reset events lack fields:"; cat "$out"; return 1; }
+	[ "$(events "$out" 'e["event"] == "reset" and e["client"] == "'"$LAB_CLI4_ALT"'"')" = 1 ] ||
+		{ echo "no reset of the formerly exempt client"; cat "$out"; return 1; }
+	[ "$(events "$out" 'e["event"] == "tls"')" = 1 ] || { cat "$out"; return 1; }
+	[ "$(events "$out" 'e["event"] == "exempt"')" = 2 ] || { cat "$out"; return 1; }
+	if grep -qi "alice\|bob@\|example.org" "$out" "$err"; then
+		echo "an address reached the logs"; return 1
+	fi
+
+	# Metrics: the same numbers as the traffic.
+	wait_metric 'starttls_guard_resets_total{reason="plaintext_command"}' 3 || return 1
+	wait_metric starttls_guard_tls_upgrades_total 1 || return 1
+	wait_metric starttls_guard_exempt_connections_total 2 || return 1
+	wait_metric starttls_guard_events_lost_total 0 || return 1
+	[ "$(metric starttls_guard_connections_capacity)" = 65536 ] || return 1
+	scrape | grep -q '^starttls_guard_build_info{version="' || return 1
+	[ "$(lab_srv curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/nothing")" = 404 ] || return 1
+
+	# An interface that appears is attached; one that goes is forgotten.
+	lab_srv ip link add stghp0 type veth peer name stgxp0 || return 1
+	wait_metric starttls_guard_attached_interfaces 2 || { cat "$err"; return 1; }
+	lab_srv ip link del stghp0
+	wait_metric starttls_guard_attached_interfaces 1 || { cat "$err"; return 1; }
+
+	kill -TERM "$daemon_pid"
+	wait "$daemon_pid"
+	rc=$?
+	[ "$rc" = 0 ] || { echo "daemon exit $rc after SIGTERM"; cat "$err"; return 1; }
+	nothing_left
+}
+
+t_run() {
+	local conf=$LAB_DIR/guard.conf
+	write_conf "$conf" "$LAB_CLI4_ALT/32"
+	start_daemon "$conf" "$LAB_DIR/run.out" "$LAB_DIR/run.err" || return 1
+	daemon_checks "$conf" "$LAB_DIR/run.out" "$LAB_DIR/run.err"
+}
+
+# Errors of the daemon: one line, exit 2, nothing attached.
+t_run_errors() {
+	local conf=$LAB_DIR/bad.conf out
+	printf 'interfaces = %s\nmode = loud\n' "$LAB_SRV_IF" >"$conf"
+	out=$(guard_srv run --config "$conf" 2>&1)
+	[ $? = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] &&
+		grep -q "bad.conf:2: bad mode 'loud'" <<<"$out" || { echo "$out"; return 1; }
+	printf 'interfaces = %s\nno-such-key = 1\n' "$LAB_SRV_IF" >"$conf"
+	out=$(guard_srv run --config "$conf" 2>&1)
+	[ $? = 2 ] && grep -q "bad.conf:2: unknown key 'no-such-key'" <<<"$out" || { echo "$out"; return 1; }
+	out=$(guard_srv run --config "$LAB_DIR/none.conf" 2>&1)
+	[ $? = 2 ] && grep -q "none.conf: No such file" <<<"$out" || { echo "$out"; return 1; }
+	expect 2 "bad --metrics" guard_srv run --metrics nowhere 2>/dev/null || return 1
+	nothing_left
+}
+
+lab_up || { echo "FAIL - ops: lab setup"; echo "0 passed, 1 failed"; exit 1; }
+run_test "run: config file, events, metrics, reload mid-session, hot-plug, SIGTERM" t_run
+run_test "run: configuration errors name their line, nothing attached" t_run_errors
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,653 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * starttls-guard run: the daemon. Attaches as its configuration file says,
+ * follows interfaces as they come and go, writes the events, serves
+ * Prometheus metrics, re-reads the file on SIGHUP and detaches on SIGTERM.
+ * One thread, one epoll loop: signals (signalfd), link and route changes
+ * (rtnetlink), the events ring buffer, the metrics socket.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "guard.h"
+
+static const char run_usage[] =
+	"Usage: starttls-guard run [--config FILE] [--metrics ADDR:PORT]\n"
+	"                          [--log stdout|syslog] [--keep-attached] [-v]\n"
+	"Run as a daemon: attach as FILE says (default " STG_CONF_PATH "),\n"
+	"attach to matching interfaces as they appear, write one line per event\n"
+	"(JSON on stdout, or to syslog), serve metrics. SIGHUP re-reads FILE and\n"
+	"applies it live (connections keep their state; a FILE with an error is\n"
+	"refused and the running configuration stays). SIGTERM or SIGINT\n"
+	"detaches and exits 0. See starttls-guard.conf(5).\n"
+	"\n"
+	"  -c, --config FILE      the configuration file\n"
+	"      --metrics ADDR:PORT  serve /metrics (Prometheus) and /healthz\n"
+	"                         there ([ADDR]:PORT for IPv6); overrides the\n"
+	"                         file's 'metrics'\n"
+	"      --log TO           events to stdout (JSON lines, the default) or\n"
+	"                         syslog; overrides the file's 'log'\n"
+	"      --keep-attached    on SIGTERM, exit leaving the guard attached\n"
+	"  -v, --verbose          show libbpf's debug output\n"
+	"  -h, --help             this help\n"
+	"\n"
+	"Messages other than events go to stderr. Exit status: 0 stopped by a\n"
+	"signal, 1 failed, 2 bad command line or configuration file.\n";
+
+/* What the command line says over the file */
+static struct {
+	const char *config, *metrics;
+	int syslog;		/* -1: the file's */
+	bool keep_attached;
+} cli = { .config = STG_CONF_PATH, .syslog = -1 };
+
+static struct stg_conf conf;	/* the running configuration */
+static struct starttls_guard_bpf *skel;
+static FILE *events_out;	/* stdout, as it was when started */
+static int listen_fd = -1;
+static char listening[64];	/* the address listen_fd is bound to */
+static __u64 reloads_ok, reloads_failed;
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("starttls-guard: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int pinned(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/%s", stg_pin_dir, name);
+	return bpf_obj_get(path);
+}
+
+/* --- interfaces ---------------------------------------------------------- */
+
+/* Interfaces with a default route (IPv4 and IPv6) */
+static bool default_route(const char *name)
+{
+	char line[512], ifn[64];
+	unsigned long dst, mask;
+	bool found = false;
+	FILE *f = fopen("/proc/net/route", "re");
+
+	while (f && !found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %lx %*x %*x %*d %*d %*d %lx", ifn, &dst,
+			   &mask) == 3 && !dst && !mask)
+			found = !strcmp(ifn, name);
+	if (f)
+		fclose(f);
+	f = fopen("/proc/net/ipv6_route", "re");
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		char d[33];
+		unsigned int plen;
+
+		if (sscanf(line, "%32s %x %*s %*s %*s %*s %*s %*s %*s %63s", d,
+			   &plen, ifn) == 3 && !plen &&
+		    !strcmp(d, "00000000000000000000000000000000") &&
+		    strcmp(ifn, "lo"))
+			found = !strcmp(ifn, name);
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* The interfaces of this namespace @c wants, now: in @names (freed with
+ * free_names). Patterns match only Ethernet-like devices (not tun,
+ * WireGuard...), which the guard can parse. */
+static int wanted(const struct stg_conf *c, char ***names)
+{
+	struct if_nameindex *all = if_nameindex(), *i;
+	int n = 0;
+
+	*names = NULL;
+	for (i = all; i && i->if_index; i++) {
+		bool want = false, pattern = false;
+
+		for (int j = 0; j < c->nifaces && !want; j++) {
+			const char *p = c->ifaces[j];
+
+			if (!strcmp(p, "default-route"))
+				want = pattern = default_route(i->if_name);
+			else if (strpbrk(p, "*?["))
+				want = pattern = !fnmatch(p, i->if_name, 0);
+			else
+				want = !strcmp(p, i->if_name);
+		}
+		if (want && pattern) {
+			/* Asked of the kernel: /sys may be another
+			 * namespace's. */
+			struct ifreq ifr = {};
+			int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+			snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s",
+				 i->if_name);
+			want = fd >= 0 && !ioctl(fd, SIOCGIFHWADDR, &ifr) &&
+			       (ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER ||
+				ifr.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK);
+			if (fd >= 0)
+				close(fd);
+		}
+		if (!want)
+			continue;
+		*names = realloc(*names, (n + 1) * sizeof(**names));
+		(*names)[n++] = strdup(i->if_name);
+	}
+	if (all)
+		if_freenameindex(all);
+	return n;
+}
+
+static void free_names(char **names, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Attach to the wanted interfaces not attached yet; detach from those no
+ * longer wanted, forget those gone. */
+static void follow_interfaces(void)
+{
+	char **names;
+	int n = wanted(&conf, &names);
+
+	stg_prune(names, n, true);
+	for (int i = 0; i < n; i++)
+		if (!stg_attached(names[i]) &&
+		    stg_attach_more(skel, names[i], conf.opts.want))
+			note("couldn't attach to %s; trying again when it "
+			     "changes", names[i]);
+	free_names(names, n);
+}
+
+/* --- hosts --------------------------------------------------------------- */
+
+/* The host map becomes the file's: entries it lacks go. */
+static int sync_hosts(const struct stg_conf *c)
+{
+	struct stg_host_key key, *prev = NULL;
+	int fd = pinned("hosts"), rc = 0;
+
+	if (fd < 0)
+		return fail("no host map: %s", strerror(errno));
+	while (!bpf_map_get_next_key(fd, prev, &key)) {
+		bool keep = false;
+
+		for (int i = 0; i < c->nhosts && !keep; i++)
+			keep = !memcmp(&c->hosts[i].key, &key, sizeof(key));
+		if (!keep && !bpf_map_delete_elem(fd, &key)) {
+			prev = NULL; /* start again: the walk's key is gone */
+			continue;
+		}
+		prev = &key;
+	}
+	for (int i = 0; i < c->nhosts; i++) {
+		struct stg_host h = { .action = c->hosts[i].action,
+				      .prefixlen = c->hosts[i].key.prefixlen };
+
+		if (bpf_map_update_elem(fd, &c->hosts[i].key, &h, BPF_ANY))
+			rc = fail("couldn't set a host map entry: %s",
+				  strerror(errno));
+	}
+	close(fd);
+	return rc;
+}
+
+/* --- metrics ------------------------------------------------------------- */
+
+static int metrics_listen(const char *addr)
+{
+	struct sockaddr_in6 sa;
+	unsigned int len;
+	int fd, one = 1;
+
+	if (stg_parse_listen(addr, &sa, &len))
+		return fail("bad metrics address '%s'", addr);
+	fd = socket(((struct sockaddr *)&sa)->sa_family,
+		    SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return fail("metrics socket: %s", strerror(errno)), -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, len) || listen(fd, 16)) {
+		fail("couldn't serve metrics on %s: %s", addr, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The Prometheus text exposition of the counters */
+static char *metrics_text(size_t *len)
+{
+	__u64 sum[STG_C_MAX], tracked;
+	__u32 capacity;
+	struct stg_iface_key k, *prev = NULL;
+	int ifaces = 0, fd;
+	char *buf = NULL;
+	FILE *f = open_memstream(&buf, len);
+
+	if (!f)
+		return NULL;
+	fprintf(f, "# HELP starttls_guard_build_info The version running.\n"
+		   "# TYPE starttls_guard_build_info gauge\n"
+		   "starttls_guard_build_info{version=\"%s\"} 1\n", STG_VERSION);
+	if (!stg_read_counters(sum, &tracked, &capacity)) {
+		for (int i = 0; i < STG_C_RESETS; i++)
+			fprintf(f, "# TYPE starttls_guard_%s_total counter\n"
+				   "starttls_guard_%s_total %llu\n",
+				counter_names[i], counter_names[i],
+				(unsigned long long)sum[i]);
+		fprintf(f, "# HELP starttls_guard_resets_total Connections reset "
+			   "(in monitor mode: counted only as monitor_violations), "
+			   "by reason.\n"
+			   "# TYPE starttls_guard_resets_total counter\n");
+		for (int r = 1; r < STG_R_MAX; r++)
+			fprintf(f, "starttls_guard_resets_total{reason=\"%s\"} %llu\n",
+				reason_names[r],
+				(unsigned long long)sum[STG_C_RESETS + r]);
+		fprintf(f, "# HELP starttls_guard_connections_tracked Connections "
+			   "in the table now.\n"
+			   "# TYPE starttls_guard_connections_tracked gauge\n"
+			   "starttls_guard_connections_tracked %llu\n"
+			   "# HELP starttls_guard_connections_capacity Size of the "
+			   "connection table.\n"
+			   "# TYPE starttls_guard_connections_capacity gauge\n"
+			   "starttls_guard_connections_capacity %u\n",
+			(unsigned long long)tracked, capacity);
+	}
+	fd = pinned("ifaces");
+	while (fd >= 0 && !bpf_map_get_next_key(fd, prev, &k)) {
+		ifaces++;
+		prev = &k;
+	}
+	if (fd >= 0)
+		close(fd);
+	fprintf(f, "# HELP starttls_guard_attached_interfaces Interfaces the "
+		   "guard is attached to.\n"
+		   "# TYPE starttls_guard_attached_interfaces gauge\n"
+		   "starttls_guard_attached_interfaces %d\n"
+		   "# HELP starttls_guard_config_reloads_total SIGHUP reloads.\n"
+		   "# TYPE starttls_guard_config_reloads_total counter\n"
+		   "starttls_guard_config_reloads_total{result=\"success\"} %llu\n"
+		   "starttls_guard_config_reloads_total{result=\"failure\"} %llu\n",
+		ifaces, (unsigned long long)reloads_ok,
+		(unsigned long long)reloads_failed);
+	fclose(f);
+	return buf;
+}
+
+/* Healthy while the guard is loaded and not switched off */
+static bool healthy(void)
+{
+	struct stg_config cfg;
+	__u32 zero = 0;
+	int fd = pinned("settings");
+	bool ok = fd >= 0 && !bpf_map_lookup_elem(fd, &zero, &cfg) &&
+		  cfg.mode != STG_MODE_OFF;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* Answer one HTTP request (GET /metrics, GET /healthz) and close. */
+static void serve(int fd)
+{
+	struct timeval tv = { .tv_sec = 1 };
+	char req[2048], head[256];
+	const char *status = "404 Not Found", *type = "text/plain";
+	char *body = NULL;
+	size_t len = 0, got = 0;
+	ssize_t r;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (got < sizeof(req) - 1 &&
+	       (r = recv(fd, req + got, sizeof(req) - 1 - got, 0)) > 0) {
+		got += r;
+		req[got] = '\0';
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	req[got] = '\0';
+	if (strncmp(req, "GET ", 4) && strncmp(req, "HEAD ", 5)) {
+		status = "405 Method Not Allowed";
+	} else if (!strncmp(strchr(req, ' ') + 1, "/metrics", 8) &&
+		   strchr(" ?", strchr(req, ' ')[9])) {
+		body = metrics_text(&len);
+		status = body ? "200 OK" : "500 Internal Server Error";
+		type = "text/plain; version=0.0.4; charset=utf-8";
+	} else if (!strncmp(strchr(req, ' ') + 1, "/healthz", 8) &&
+		   strchr(" ?", strchr(req, ' ')[9])) {
+		status = healthy() ? "200 OK" : "503 Service Unavailable";
+	}
+	if (!body) {
+		len = asprintf(&body, "%s\n", status);
+		if ((int)len < 0) {
+			body = NULL;
+			len = 0;
+		}
+	}
+	snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\n"
+		 "Content-Length: %zu\r\nConnection: close\r\n\r\n", status,
+		 type, len);
+	if (send(fd, head, strlen(head), MSG_NOSIGNAL) > 0 &&
+	    strncmp(req, "HEAD ", 5) && body)
+		send(fd, body, len, MSG_NOSIGNAL);
+	free(body);
+	close(fd);
+}
+
+/* --- events -------------------------------------------------------------- */
+
+static int write_event(void *ctx, void *data, size_t len)
+{
+	const struct stg_event *e = data;
+	char line[512];
+
+	(void)ctx;
+	if (len < sizeof(*e))
+		return 0;
+	stg_event_format(e, !conf.syslog, line, sizeof(line));
+	if (conf.syslog) {
+		syslog(e->type == STG_EV_TLS || e->type == STG_EV_EXEMPT ?
+			       LOG_INFO : LOG_WARNING, "%s", line);
+	} else {
+		fprintf(events_out, "%s\n", line);
+		fflush(events_out);
+	}
+	return 0;
+}
+
+/* --- configuration ------------------------------------------------------- */
+
+/* Read the file; the command line's options over it. 0, or -1 printed. */
+static int read_conf(struct stg_conf *c)
+{
+	char err[512];
+
+	if (stg_conf_load(cli.config, c, err, sizeof(err))) {
+		fail("%s", err);
+		return -1;
+	}
+	if (cli.metrics)
+		snprintf(c->metrics, sizeof(c->metrics), "%s", cli.metrics);
+	if (cli.syslog >= 0)
+		c->syslog = cli.syslog;
+	c->keep_attached |= cli.keep_attached;
+	verbose |= c->verbose;
+	return 0;
+}
+
+/* Make @c the running configuration: the program (re)loaded and swapped
+ * on every interface, connections keep their state. 0, or 1 printed with
+ * the running configuration left as it was. */
+static int apply_conf(struct stg_conf *c)
+{
+	struct starttls_guard_bpf *next = NULL;
+	char **names;
+	int n = wanted(c, &names), rc;
+
+	rc = stg_attach(&c->opts, names, n, true, &next);
+	free_names(names, n);
+	if (rc)
+		return 1;
+	stg_release(skel);
+	skel = next;
+	stg_conf_free(&conf);
+	conf = *c;
+	follow_interfaces();
+	sync_hosts(&conf);
+	if (strcmp(listening, conf.metrics)) {
+		if (listen_fd >= 0)
+			close(listen_fd);
+		listen_fd = -1;
+		listening[0] = '\0';
+		if (conf.metrics[0] && (listen_fd = metrics_listen(conf.metrics)) >= 0)
+			snprintf(listening, sizeof(listening), "%s", conf.metrics);
+	}
+	return 0;
+}
+
+/* --- the loop ------------------------------------------------------------ */
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "metrics", required_argument, NULL, 'M' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "keep-attached", no_argument, NULL, 'k' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct epoll_event ev[8];
+	struct ring_buffer *rb = NULL;
+	struct stg_conf first;
+	int opt, sfd, nl, ep, evfd, rc = 1, lfd = -1;
+	bool running = true;
+	sigset_t sigs;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":c:vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			cli.config = optarg;
+			break;
+		case 'M': {
+			struct sockaddr_in6 sa;
+			unsigned int len;
+
+			if (strlen(optarg) >= sizeof(conf.metrics) ||
+			    stg_parse_listen(optarg, &sa, &len)) {
+				fprintf(stderr, "starttls-guard: run: bad --metrics "
+					"'%s': expected ADDR:PORT (see "
+					"'starttls-guard run --help')\n", optarg);
+				return 2;
+			}
+			cli.metrics = optarg;
+			break;
+		}
+		case 'L':
+			if (strcmp(optarg, "stdout") && strcmp(optarg, "syslog")) {
+				fprintf(stderr, "starttls-guard: run: bad --log "
+					"'%s': expected stdout or syslog (see "
+					"'starttls-guard run --help')\n", optarg);
+				return 2;
+			}
+			cli.syslog = optarg[1] == 'y';
+			break;
+		case 'k':
+			cli.keep_attached = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			fputs(run_usage, stdout);
+			return 0;
+		default:
+			fprintf(stderr, "starttls-guard: run: %s '%s' (see "
+				"'starttls-guard run --help')\n",
+				opt == ':' ? "a value is needed by" : "unknown option",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "starttls-guard: run: unexpected argument '%s' "
+			"(interfaces go in the configuration file; see "
+			"'starttls-guard run --help')\n", argv[optind]);
+		return 2;
+	}
+	if (read_conf(&first))
+		return 2;
+	if (check_env(true))
+		return 1;
+
+	/* stdout carries the events alone: everything else to stderr. */
+	events_out = fdopen(dup(STDOUT_FILENO), "w");
+	if (!events_out || dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+		return fail("couldn't set up the output: %s", strerror(errno));
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    NETLINK_ROUTE);
+	if (nl >= 0) {
+		struct sockaddr_nl sa = {
+			.nl_family = AF_NETLINK,
+			.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE |
+				     RTMGRP_IPV6_ROUTE,
+		};
+
+		if (bind(nl, (struct sockaddr *)&sa, sizeof(sa))) {
+			close(nl);
+			nl = -1;
+		}
+	}
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (sfd < 0 || nl < 0 || ep < 0) {
+		fail("couldn't set up the event loop: %s", strerror(errno));
+		goto out;
+	}
+	if (apply_conf(&first)) {
+		stg_conf_free(&first);
+		goto out;
+	}
+	if (conf.metrics[0] && listen_fd < 0)
+		goto out; /* printed */
+	if (conf.syslog)
+		openlog("starttls-guard", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	evfd = pinned("events");
+	rb = evfd >= 0 ? ring_buffer__new(evfd, write_event, NULL, NULL) : NULL;
+	if (!rb) {
+		fail("couldn't read the events: %s", strerror(errno));
+		goto out;
+	}
+	epoll_ctl(ep, EPOLL_CTL_ADD, sfd,
+		  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 1 });
+	epoll_ctl(ep, EPOLL_CTL_ADD, nl,
+		  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 2 });
+	epoll_ctl(ep, EPOLL_CTL_ADD, ring_buffer__epoll_fd(rb),
+		  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 3 });
+	note("running (%s mode%s%s)", conf.opts.mode == STG_MODE_MONITOR ?
+	     "monitor" : "enforce", listening[0] ? ", metrics on " : "",
+	     listening);
+
+	while (running) {
+		int n;
+
+		/* The metrics socket may change with a reload. */
+		if (listen_fd != lfd) {
+			if (lfd >= 0)
+				epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL);
+			lfd = listen_fd;
+			if (lfd >= 0)
+				epoll_ctl(ep, EPOLL_CTL_ADD, lfd,
+					  &(struct epoll_event){
+						  .events = EPOLLIN,
+						  .data.u32 = 4 });
+		}
+		n = epoll_wait(ep, ev, 8, -1);
+		if (n < 0 && errno != EINTR) {
+			fail("epoll: %s", strerror(errno));
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			switch (ev[i].data.u32) {
+			case 1: {
+				struct signalfd_siginfo si;
+				struct stg_conf next;
+
+				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo != SIGHUP) {
+						running = false;
+						continue;
+					}
+					if (read_conf(&next) || apply_conf(&next)) {
+						reloads_failed++;
+						note("reload refused: the running "
+						     "configuration stays");
+						continue;
+					}
+					reloads_ok++;
+					note("reloaded %s", cli.config);
+				}
+				break;
+			}
+			case 2: {
+				char buf[8192];
+
+				while (recv(nl, buf, sizeof(buf), 0) > 0)
+					;
+				follow_interfaces();
+				break;
+			}
+			case 3:
+				ring_buffer__consume(rb);
+				break;
+			case 4: {
+				int c;
+
+				while ((c = accept4(listen_fd, NULL, NULL,
+						    SOCK_CLOEXEC)) >= 0)
+					serve(c);
+				break;
+			}
+			}
+		}
+	}
+	ring_buffer__consume(rb);
+	rc = 0;
+out:
+	if (rb)
+		ring_buffer__free(rb);
+	if (skel && !conf.keep_attached) {
+		rc |= stg_detach_all(false);
+		note("detached");
+	} else if (skel) {
+		note("left attached");
+	}
+	stg_release(skel);
+	stg_conf_free(&conf);
+	return rc;
+}
