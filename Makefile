@@ -46,6 +46,45 @@ $(OUT)/starttls-guard: $(USER_SRC) $(OUT)/starttls_guard.skel.h $(USER_HDRS)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(USER_SRC) -o $@ $(LDLIBS)
 
+# One binary that runs on any x86-64 Linux with BTF: Debian's libbpf.a,
+# libelf.a and libz.a linked in (the container image is made of it).
+$(OUT)/static/starttls-guard: $(USER_SRC) $(OUT)/starttls_guard.skel.h $(USER_HDRS)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -static $(USER_SRC) -o $@ $(LDLIBS)
+
+static: $(OUT)/static/starttls-guard
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man pages,
+# the systemd unit, and the sample configuration (not over an existing one).
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+
+install: $(OUT)/starttls-guard
+	$(Q)install -D -m 0755 $(OUT)/starttls-guard $(DESTDIR)$(SBINDIR)/starttls-guard
+	$(Q)install -D -m 0644 man/starttls-guard.8 $(DESTDIR)$(MANDIR)/man8/starttls-guard.8
+	$(Q)install -D -m 0644 man/starttls-guard.conf.5 $(DESTDIR)$(MANDIR)/man5/starttls-guard.conf.5
+	$(Q)install -d $(DESTDIR)$(UNITDIR)
+	$(Q)sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		deploy/starttls-guard.service > $(DESTDIR)$(UNITDIR)/starttls-guard.service
+	$(Q)chmod 0644 $(DESTDIR)$(UNITDIR)/starttls-guard.service
+	$(Q)install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/starttls-guard
+	$(Q)test -e $(DESTDIR)$(SYSCONFDIR)/starttls-guard/starttls-guard.conf || \
+		install -m 0644 deploy/starttls-guard.conf $(DESTDIR)$(SYSCONFDIR)/starttls-guard/starttls-guard.conf
+
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(SBINDIR)/starttls-guard $(DESTDIR)$(MANDIR)/man8/starttls-guard.8 \
+		$(DESTDIR)$(MANDIR)/man5/starttls-guard.conf.5 $(DESTDIR)$(UNITDIR)/starttls-guard.service
+
+# The container image (deploy/Containerfile), from the static binary.
+IMAGE ?= localhost/starttls-guard:$(shell sed -n 's/.*STG_VERSION "\(.*\)"/\1/p' include/starttls_guard.h)
+image: $(OUT)/static/starttls-guard
+	$(Q)cp deploy/starttls-guard.conf $(OUT)/static/
+	$(Q)podman build -q -f deploy/Containerfile -t $(IMAGE) $(OUT)/static
+
 # Tests: the protocol logic on the host, the real program through
 # BPF_PROG_TEST_RUN, and end to end in network namespaces.
 $(OUT)/test_smtp: tests/test_smtp.c tests/feed.h include/smtp.h user/cidr.h | $(OUT)
@@ -81,4 +120,4 @@ demo: $(OUT)/starttls-guard
 clean:
 	$(Q)rm -rf $(OUT)
 
-.PHONY: all tests test demo fuzz clean
+.PHONY: all tests test demo fuzz clean static install uninstall image

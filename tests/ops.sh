@@ -52,19 +52,18 @@ CONF
 
 # The daemon in the server's namespace: what run.sh would start under
 # systemd, here in the background with its output kept.
-start_daemon() { # CONF OUT ERR [RUNNER...]
-	local conf=$1 out=$2 err=$3
-	shift 3
-	nsenter --net="/run/netns/$LAB_SRV_NS" "${@:-$G_BIN}" run --config "$conf" \
-		>"$out" 2>"$err" &
+start_daemon() { # OUT ERR CMD...
+	local out=$1 err=$2
+	shift 2
+	"$@" >"$out" 2>"$err" &
 	daemon_pid=$!
 	_lab_poll 30 scrape healthz >/dev/null ||
 		{ echo "daemon not healthy:"; cat "$err"; return 1; }
 	wait_metric starttls_guard_attached_interfaces 1 || { cat "$err"; return 1; }
 }
 
-daemon_checks() { # CONF OUT ERR
-	local conf=$1 out=$2 err=$3 t=tok$RANDOM$RANDOM line rc
+daemon_checks() { # CONF OUT ERR [CONF_AS_THE_DAEMON_NAMES_IT]
+	local conf=$1 out=$2 err=$3 named=${4:-$1} t=tok$RANDOM$RANDOM line rc
 	expect 3 "plaintext MAIL (want a reset)" lab_smtp_client \
 		--server "$LAB_SRV4" --token "p$t" || return 1
 	expect 0 "STARTTLS" lab_smtp_client --server "$LAB_SRV4" --starttls \
@@ -91,15 +90,14 @@ daemon_checks() { # CONF OUT ERR
 	lab_wait_delivered "h$t" || { echo "held message not delivered"; return 1; }
 	expect 3 "the formerly exempt client, after the reload" lab_smtp_client \
 		--server "$LAB_SRV4" --source "$LAB_CLI4_ALT" --token "n$t" || return 1
-	lab_srv "$G_BIN" allow list 2>/dev/null | grep -q 198.51.100.0/24 ||
-		STARTTLS_GUARD_PIN_DIR=$STARTTLS_GUARD_PIN_DIR guard_srv allow list |
-		grep -q "198.51.100.0/24 *deny" || { echo "deny entry not applied"; return 1; }
+	guard_srv allow list | grep -q "198.51.100.0/24 *deny" ||
+		{ echo "deny entry not applied"; guard_srv allow list; return 1; }
 
 	# A configuration with an error: refused with its line, the running one stays.
 	printf 'port = 25\nmode = enforce\nport = 99999\n' >"$conf"
 	kill -HUP "$daemon_pid"
 	wait_metric 'starttls_guard_config_reloads_total{result="failure"}' 1 || return 1
-	grep -q "$conf:3: bad port '99999'" "$err" || { echo "no line-numbered error:"; cat "$err"; return 1; }
+	grep -q "$named:3: bad port '99999'" "$err" || { echo "no line-numbered error:"; cat "$err"; return 1; }
 	expect 3 "still enforced after a refused reload" lab_smtp_client \
 		--server "$LAB_SRV4" --token "r$t" || return 1
 
@@ -141,8 +139,28 @@ daemon_checks() { # CONF OUT ERR
 t_run() {
 	local conf=$LAB_DIR/guard.conf
 	write_conf "$conf" "$LAB_CLI4_ALT/32"
-	start_daemon "$conf" "$LAB_DIR/run.out" "$LAB_DIR/run.err" || return 1
+	start_daemon "$LAB_DIR/run.out" "$LAB_DIR/run.err" \
+		guard_srv run --config "$conf" || return 1
 	daemon_checks "$conf" "$LAB_DIR/run.out" "$LAB_DIR/run.err"
+}
+
+# The same with the container image (make image: FROM scratch, the static
+# binary), run by podman in the server's namespace with the host's bpffs.
+IMAGE=localhost/starttls-guard:test-$$
+t_container() {
+	local conf=$LAB_DIR/guard.conf rc
+	make -s -C "$here/.." image IMAGE="$IMAGE" >/dev/null || { echo "image build failed"; return 1; }
+	write_conf "$conf" "$LAB_CLI4_ALT/32"
+	start_daemon "$LAB_DIR/c.out" "$LAB_DIR/c.err" \
+		podman --runtime runc run --rm --privileged \
+		--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+		--network "ns:/run/netns/$LAB_SRV_NS" -v /sys/fs/bpf:/sys/fs/bpf \
+		-v "$LAB_DIR:/conf:ro" -e STARTTLS_GUARD_PIN_DIR \
+		"$IMAGE" run --config /conf/guard.conf || return 1
+	daemon_checks "$conf" "$LAB_DIR/c.out" "$LAB_DIR/c.err" /conf/guard.conf
+	rc=$?
+	podman rmi -f "$IMAGE" >/dev/null 2>&1
+	return $rc
 }
 
 # Errors of the daemon: one line, exit 2, nothing attached.
@@ -161,8 +179,72 @@ t_run_errors() {
 	nothing_left
 }
 
+# make static, then make install DESTDIR=: every file where it belongs,
+# the unit filled in and accepted by systemd, the man pages readable, the
+# sample configuration valid and never written over.
+t_install() {
+	local d=$LAB_DIR/root out
+	make -s -C "$here/.." static >/dev/null || return 1
+	file "$here/../build/static/starttls-guard" | grep -q "statically linked" ||
+		{ echo "static binary is not"; return 1; }
+	"$here/../build/static/starttls-guard" --version | grep -q "^starttls-guard " || return 1
+	make -s -C "$here/.." install DESTDIR="$d" PREFIX=/usr >/dev/null || return 1
+	for f in usr/sbin/starttls-guard usr/share/man/man8/starttls-guard.8 \
+		usr/share/man/man5/starttls-guard.conf.5 \
+		usr/lib/systemd/system/starttls-guard.service \
+		etc/starttls-guard/starttls-guard.conf; do
+		[ -s "$d/$f" ] || { echo "missing: /$f"; return 1; }
+	done
+	[ -x "$d/usr/sbin/starttls-guard" ] || return 1
+	grep -q '@[A-Z]*@' "$d/usr/lib/systemd/system/starttls-guard.service" &&
+		{ echo "unit not filled in"; return 1; }
+	grep -q "^ExecStart=/usr/sbin/starttls-guard run --config /etc/starttls-guard/starttls-guard.conf$" \
+		"$d/usr/lib/systemd/system/starttls-guard.service" || return 1
+	# systemd's own check, of a copy that runs the binary where it is now
+	sed "s|^ExecStart=/usr/sbin/|ExecStart=$d/usr/sbin/|" \
+		"$d/usr/lib/systemd/system/starttls-guard.service" >"$LAB_DIR/starttls-guard.service"
+	out=$(systemd-analyze verify --man=no "$LAB_DIR/starttls-guard.service" 2>&1) || out="failed: $out"
+	[ -z "$out" ] || { echo "systemd-analyze verify:"; echo "$out"; return 1; }
+	"$d/usr/sbin/starttls-guard" run --check --config "$d/etc/starttls-guard/starttls-guard.conf" >/dev/null || return 1
+	for m in man8/starttls-guard.8 man5/starttls-guard.conf.5; do
+		out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$d/usr/share/man/$m" 2>&1 >/dev/null)
+		[ -z "$out" ] || { echo "$m: $out"; return 1; }
+	done
+	echo "# mine" >>"$d/etc/starttls-guard/starttls-guard.conf"
+	make -s -C "$here/.." install DESTDIR="$d" PREFIX=/usr >/dev/null || return 1
+	grep -q "^# mine" "$d/etc/starttls-guard/starttls-guard.conf" ||
+		{ echo "install wrote over the configuration"; return 1; }
+	make -s -C "$here/.." install DESTDIR="$d/local" >/dev/null || return 1
+	[ -x "$d/local/usr/local/sbin/starttls-guard" ] &&
+	[ -s "$d/local/usr/local/lib/systemd/system/starttls-guard.service" ] &&
+	[ -s "$d/local/usr/local/share/man/man8/starttls-guard.8" ] || { echo "PREFIX not honoured"; return 1; }
+	grep -q "^ExecStart=/usr/local/sbin/starttls-guard " "$d/local/usr/local/lib/systemd/system/starttls-guard.service" || return 1
+}
+
+# The Kubernetes manifests: yamllint, the Kubernetes API schema (offline,
+# kubernetes-models from the npm registry), what the DaemonSet needs, and
+# the ConfigMap's configuration file read by the daemon. A broken
+# manifest must fail the check.
+t_manifests() {
+	local k8s=$here/k8s deploy=$here/../deploy out
+	(cd "$k8s" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1) ||
+		{ echo "npm ci failed"; return 1; }
+	yamllint -s -c "$deploy/kubernetes/.yamllint" "$deploy/kubernetes" \
+		"$deploy/kubernetes-privileged" || return 1
+	node "$k8s/validate.js" --config-out "$LAB_DIR/k8s.conf" \
+		"$deploy/kubernetes" "$deploy/kubernetes-privileged" || return 1
+	"$G_BIN" run --check --config "$LAB_DIR/k8s.conf" >/dev/null || return 1
+	mkdir -p "$LAB_DIR/broken" && cp "$deploy"/kubernetes/*.yaml "$LAB_DIR/broken/" &&
+		sed -i 's/hostNetwork: true/hostNetwork: "yes"/' "$LAB_DIR/broken/daemonset.yaml" || return 1
+	out=$(node "$k8s/validate.js" "$LAB_DIR/broken") && { echo "a broken manifest passed"; return 1; }
+	grep -q "hostNetwork" <<<"$out" || { echo "$out"; return 1; }
+}
+
 lab_up || { echo "FAIL - ops: lab setup"; echo "0 passed, 1 failed"; exit 1; }
 run_test "run: config file, events, metrics, reload mid-session, hot-plug, SIGTERM" t_run
 run_test "run: configuration errors name their line, nothing attached" t_run_errors
+run_test "container image: the same, run by podman" t_container
+run_test "make static, make install DESTDIR= PREFIX=: files, unit, man pages" t_install
+run_test "Kubernetes manifests: yamllint, API schema, DaemonSet needs" t_manifests
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

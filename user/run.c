@@ -34,7 +34,7 @@
 #include "guard.h"
 
 static const char run_usage[] =
-	"Usage: starttls-guard run [--config FILE] [--metrics ADDR:PORT]\n"
+	"Usage: starttls-guard run [--config FILE] [--check] [--metrics ADDR:PORT]\n"
 	"                          [--log stdout|syslog] [--keep-attached] [-v]\n"
 	"Run as a daemon: attach as FILE says (default " STG_CONF_PATH "),\n"
 	"attach to matching interfaces as they appear, write one line per event\n"
@@ -44,6 +44,8 @@ static const char run_usage[] =
 	"detaches and exits 0. See starttls-guard.conf(5).\n"
 	"\n"
 	"  -c, --config FILE      the configuration file\n"
+	"      --check            only read FILE: say what is wrong in it (exit\n"
+	"                         2) or that it is fine (exit 0)\n"
 	"      --metrics ADDR:PORT  serve /metrics (Prometheus) and /healthz\n"
 	"                         there ([ADDR]:PORT for IPv6); overrides the\n"
 	"                         file's 'metrics'\n"
@@ -449,6 +451,7 @@ int cmd_run(int argc, char **argv)
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "log", required_argument, NULL, 'L' },
 		{ "keep-attached", no_argument, NULL, 'k' },
+		{ "check", no_argument, NULL, 'C' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -457,7 +460,7 @@ int cmd_run(int argc, char **argv)
 	struct ring_buffer *rb = NULL;
 	struct stg_conf first;
 	int opt, sfd, nl, ep, evfd, rc = 1, lfd = -1;
-	bool running = true;
+	bool running = true, check = false;
 	sigset_t sigs;
 
 	opterr = 0;
@@ -492,6 +495,9 @@ int cmd_run(int argc, char **argv)
 		case 'k':
 			cli.keep_attached = true;
 			break;
+		case 'C':
+			check = true;
+			break;
 		case 'v':
 			verbose = true;
 			break;
@@ -514,6 +520,11 @@ int cmd_run(int argc, char **argv)
 	}
 	if (read_conf(&first))
 		return 2;
+	if (check) {
+		printf("%s: fine\n", cli.config);
+		stg_conf_free(&first);
+		return 0;
+	}
 	if (check_env(true))
 		return 1;
 

@@ -444,17 +444,19 @@ struct choice {
 
 #define CHOICES(...) (const struct choice[]){ __VA_ARGS__, { NULL, 0 } }
 
-/* The value named @arg among @c, else -1 with @err naming @what and the
- * names. */
+/* The value named @arg among @c into *@v (0), else -1 with @err naming
+ * @what and the names. */
 static int choose(const char *what, const char *arg, const struct choice *c,
-		  char *err, size_t errlen)
+		  int *v, char *err, size_t errlen)
 {
 	char names[128] = "";
 	size_t o = 0;
 
 	for (int i = 0; c[i].name; i++) {
-		if (!strcmp(arg, c[i].name))
-			return c[i].value;
+		if (!strcmp(arg, c[i].name)) {
+			*v = c[i].value;
+			return 0;
+		}
 		o += snprintf(names + o, sizeof(names) - o, "%s%s",
 			      !i ? "" : c[i + 1].name ? ", " : " or ",
 			      c[i].name);
@@ -677,12 +679,7 @@ int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
 
 #define BAD(...) return snprintf(err, errlen, __VA_ARGS__), -1
 #define CHOOSE(field, what, ...)                                           \
-	do {                                                               \
-		v = choose(what, arg, __VA_ARGS__, err, errlen);           \
-		if (v < 0)                                                 \
-			return -1;                                         \
-		o->field = v;                                              \
-	} while (0)
+	return choose(what, arg, __VA_ARGS__, &o->field, err, errlen)
 
 	switch (opt) {
 	case 'p': {
@@ -692,8 +689,8 @@ int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
 
 		snprintf(num, sizeof(num), "%.*s",
 			 colon ? (int)(colon - arg) : (int)strlen(arg), arg);
-		if (colon && (pol = choose("port policy", colon + 1, policies,
-					   err, errlen)) < 0)
+		if (colon && choose("port policy", colon + 1, policies, &pol,
+				    err, errlen))
 			return -1;
 		v = parse_port(num);
 		if (v < 0)
@@ -713,7 +710,6 @@ int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
 	}
 	case 'P':
 		CHOOSE(policy, "policy", policies);
-		return 0;
 	case 'U':
 		o->any_upgrade = true;
 		if (!strcmp(arg, "none")) {
@@ -750,7 +746,6 @@ int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
 		       CHOICES({ "require-tls", STG_ACT_REQUIRE_TLS },
 			       { "deny", STG_ACT_DENY },
 			       { "exempt", STG_ACT_EXEMPT }));
-		return 0;
 	case 'I':
 		o->any_tls_port = true;
 		if (!strcmp(arg, "none"))
@@ -766,7 +761,6 @@ int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
 		       CHOICES({ "inbound", STG_CFG_NO_OUTBOUND },
 			       { "outbound", STG_CFG_NO_INBOUND },
 			       { "both", 0 }));
-		return 0;
 	case 'C': {
 		char *end;
 		unsigned long n;
@@ -785,16 +779,13 @@ int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
 		       CHOICES({ "auto", STG_SCAN_AUTO },
 			       { "loop", STG_SCAN_LOOP },
 			       { "chain", STG_SCAN_CHAIN }));
-		return 0;
 	case 'M':
 		CHOOSE(midstream, "midstream",
 		       CHOICES({ "judge", 0 }, { "pass", STG_CFG_MIDSTREAM_PASS }));
-		return 0;
 	case 'T':
 		CHOOSE(want, "tc-mode",
 		       CHOICES({ "auto", STG_WANT_AUTO }, { "tcx", STG_WANT_TCX },
 			       { "clsact", STG_WANT_CLSACT }));
-		return 0;
 	}
 	BAD("unknown option");
 #undef BAD
