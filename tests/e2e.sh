@@ -239,8 +239,12 @@ t_restarts() {
 		[ "$(awk '{print $2}' <<<"$out")" -gt 100 ] ||
 		{ echo "probes: $out"; return 1; }
 	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
-	# the programs of killed or replaced attaches are gone
-	n=$(bpftool prog show | grep -c "name stg_ingress\|name stg_egress")
+	# the programs of killed or replaced attaches are gone: two entry
+	# programs use this guard's maps (other guards on the machine aside)
+	n=$(bpftool map show pinned "$STARTTLS_GUARD_PIN_DIR/settings" | awk -F: 'NR == 1 { print $1 }')
+	n=$(bpftool prog show -j | python3 -c 'import json, sys
+print(sum(p.get("name") in ("stg_ingress", "stg_egress") and int(sys.argv[1]) in p.get("map_ids", [])
+          for p in json.load(sys.stdin)))' "$n")
 	[ "$n" = 2 ] || { echo "$n entry programs loaded"; bpftool prog show | grep stg_; return 1; }
 	guard_srv status | grep -q "^warning" && { guard_srv status; return 1; }
 	return 0

@@ -6,12 +6,16 @@ set -eu
 pkgs="make clang gcc libbpf-dev libelf-dev zlib1g-dev bpftool iproute2
       postfix swaks openssl python3 tcpdump util-linux iputils-ping
       libnet-ssleay-perl libio-socket-inet6-perl procps ethtool
-      libclang-rt-14-dev podman runc yamllint curl file man-db nodejs npm"
+      libclang-rt-14-dev podman runc yamllint curl file man-db"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing="$missing $p"
 done
+# Node.js and npm (the manifest check) may come from elsewhere than
+# Debian (NodeSource's nodejs carries npm and conflicts with Debian's).
+command -v node >/dev/null || missing="$missing nodejs"
+command -v npm >/dev/null || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
@@ -19,4 +23,10 @@ export DEBIAN_FRONTEND=noninteractive
 # own configuration and run it only inside their namespaces).
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+log=$(mktemp)
+if ! apt-get install -y -qq --no-install-recommends $missing >"$log" 2>&1; then
+	cat "$log" >&2
+	rm -f "$log"
+	exit 1
+fi
+rm -f "$log"

@@ -16,6 +16,17 @@ source "$here/lib/harness.sh"
 
 METRICS=127.0.0.1:9925
 
+# A daemon a failed test left running is stopped before the next test
+# (the tests run in subshells: its pid is kept in a file).
+stop_daemon() {
+	local pid
+	pid=$(cat "$LAB_DIR/daemon.pid" 2>/dev/null) || return 0
+	rm -f "$LAB_DIR/daemon.pid"
+	kill -TERM "$pid" 2>/dev/null || return 0
+	_lab_poll 20 sh -c "! kill -0 $pid 2>/dev/null"
+}
+AFTER_TEST=stop_daemon
+
 # The daemon's metrics (or /healthz) as seen from the server's namespace.
 scrape() { lab_srv curl -sf "http://$METRICS/${1:-metrics}"; }
 # metric NAME_AND_LABELS: its value
@@ -57,6 +68,7 @@ start_daemon() { # OUT ERR CMD...
 	shift 2
 	"$@" >"$out" 2>"$err" &
 	daemon_pid=$!
+	echo "$daemon_pid" >"$LAB_DIR/daemon.pid"
 	_lab_poll 30 scrape healthz >/dev/null ||
 		{ echo "daemon not healthy:"; cat "$err"; return 1; }
 	wait_metric starttls_guard_attached_interfaces 1 || { cat "$err"; return 1; }
@@ -78,8 +90,8 @@ daemon_checks() { # CONF OUT ERR [CONF_AS_THE_DAEMON_NAMES_IT]
 		--hold --token "h$t"; }
 	read -r -t 20 line <&"${HELD[0]}"
 	[ "$line" = HELD ] || { echo "client did not reach EHLO: $line"; return 1; }
+	# (A change of the file is seen and applied: no signal needed.)
 	write_conf "$conf" "" "deny = 198.51.100.0/24"
-	kill -HUP "$daemon_pid"
 	wait_metric 'starttls_guard_config_reloads_total{result="success"}' 1 ||
 		{ cat "$err"; return 1; }
 	echo go >&"${HELD[1]}"
@@ -95,9 +107,11 @@ daemon_checks() { # CONF OUT ERR [CONF_AS_THE_DAEMON_NAMES_IT]
 
 	# A configuration with an error: refused with its line, the running one stays.
 	printf 'port = 25\nmode = enforce\nport = 99999\n' >"$conf"
-	kill -HUP "$daemon_pid"
 	wait_metric 'starttls_guard_config_reloads_total{result="failure"}' 1 || return 1
 	grep -q "$named:3: bad port '99999'" "$err" || { echo "no line-numbered error:"; cat "$err"; return 1; }
+	# SIGHUP reads it again, even unchanged: refused again.
+	kill -HUP "$daemon_pid"
+	wait_metric 'starttls_guard_config_reloads_total{result="failure"}' 2 || { cat "$err"; return 1; }
 	expect 3 "still enforced after a refused reload" lab_smtp_client \
 		--server "$LAB_SRV4" --token "r$t" || return 1
 
@@ -139,8 +153,9 @@ daemon_checks() { # CONF OUT ERR [CONF_AS_THE_DAEMON_NAMES_IT]
 t_run() {
 	local conf=$LAB_DIR/guard.conf
 	write_conf "$conf" "$LAB_CLI4_ALT/32"
+	# (nsenter execs the daemon: signals sent to the pid reach it)
 	start_daemon "$LAB_DIR/run.out" "$LAB_DIR/run.err" \
-		guard_srv run --config "$conf" || return 1
+		nsenter --net="/run/netns/$LAB_SRV_NS" "$G_BIN" run --config "$conf" || return 1
 	daemon_checks "$conf" "$LAB_DIR/run.out" "$LAB_DIR/run.err"
 }
 
@@ -177,6 +192,76 @@ t_run_errors() {
 	[ $? = 2 ] && grep -q "none.conf: No such file" <<<"$out" || { echo "$out"; return 1; }
 	expect 2 "bad --metrics" guard_srv run --metrics nowhere 2>/dev/null || return 1
 	nothing_left
+}
+
+# "events" follows the ring buffer of a guard attached by hand; the
+# daemon logs to syslog with --log syslog (a /dev/log of a private mount
+# namespace); default-route follows the routes; --keep-attached leaves the
+# guard in place.
+t_events_syslog() {
+	local ev=$LAB_DIR/events.out conf=$LAB_DIR/route.conf rc
+	guard_srv attach "$LAB_SRV_IF" >/dev/null || return 1
+	nsenter --net="/run/netns/$LAB_SRV_NS" "$G_BIN" events --json >"$ev" 2>&1 &
+	local evpid=$!
+	sleep 0.5
+	expect 3 "plaintext MAIL" lab_smtp_client --server "$LAB_SRV4" --token "p$RANDOM" || return 1
+	_lab_poll 10 grep -q '"event":"reset"' "$ev" || { echo "no event from 'events':"; cat "$ev"; return 1; }
+	kill -TERM "$evpid"
+	wait "$evpid"
+	rc=$?
+	[ "$rc" = 0 ] || { echo "events exit $rc"; return 1; }
+	python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$ev" ||
+		{ echo "not JSON:"; cat "$ev"; return 1; }
+	grep -q '"verb":"MAIL"' "$ev" && ! grep -q "example.org" "$ev" || { cat "$ev"; return 1; }
+	guard_srv detach >/dev/null || return 1
+
+	printf 'interfaces = default-route
+metrics = %s
+log = syslog
+' "$METRICS" >"$conf"
+	lab_srv ip route add default dev "$LAB_SRV_IF" || return 1
+	# The daemon in a mount namespace whose /dev/log is a test socket;
+	# SIGTERM is passed on to it.
+	unshare -m bash -c '
+		mount --make-rprivate / && mount -t tmpfs tmpfs /dev || exit 1
+		python3 "$1/lib/syslog_sink.py" /dev/log "$2/syslog.out" \
+			>"$2/sink.log" 2>&1 &
+		sink=$!
+		for i in $(seq 50); do [ -S /dev/log ] && break; sleep 0.1; done
+		nsenter --net="/run/netns/$3" "$4" run --config "$5" --keep-attached \
+			>"$2/sys.out" 2>"$2/sys.err" &
+		d=$!
+		trap "kill -TERM $d" TERM
+		wait $d
+		wait $d
+		rc=$?
+		kill $sink
+		exit $rc' _ "$here" "$LAB_DIR" "$LAB_SRV_NS" "$G_BIN" "$conf" \
+		>"$LAB_DIR/unshare.log" 2>&1 &
+	daemon_pid=$!
+	echo "$daemon_pid" >"$LAB_DIR/daemon.pid"
+	_lab_poll 30 scrape healthz >/dev/null || { cat "$LAB_DIR/sys.err"; return 1; }
+	wait_metric starttls_guard_attached_interfaces 1 || return 1
+	guard_srv status | grep -q "interfaces: *$LAB_SRV_IF" || { guard_srv status; return 1; }
+	expect 3 "plaintext MAIL" lab_smtp_client --server "$LAB_SRV4" --token "q$RANDOM" || return 1
+	_lab_poll 10 grep -q "starttls-guard\[[0-9]*\]: .* reset plaintext_command client $LAB_CLI4:[0-9]* server $LAB_SRV4:25 on $LAB_SRV_IF ingress, was plaintext, verb MAIL" \
+		"$LAB_DIR/syslog.out" || { echo "syslog:"; cat "$LAB_DIR/syslog.out"; return 1; }
+	[ -s "$LAB_DIR/sys.out" ] && { echo "events on stdout with --log syslog"; return 1; }
+	# The default route goes: so does the attachment.
+	lab_srv ip route del default dev "$LAB_SRV_IF" || return 1
+	wait_metric starttls_guard_attached_interfaces 0 || return 1
+	lab_srv ip route add default dev "$LAB_SRV_IF" || return 1
+	wait_metric starttls_guard_attached_interfaces 1 || return 1
+	kill -TERM "$daemon_pid"
+	wait "$daemon_pid"
+	rc=$?
+	lab_srv ip route del default dev "$LAB_SRV_IF"
+	[ "$rc" = 0 ] || { echo "exit $rc"; cat "$LAB_DIR/sys.err"; return 1; }
+	guard_srv status | grep -q "interfaces: *$LAB_SRV_IF" ||
+		{ echo "--keep-attached did not keep it"; guard_srv status; return 1; }
+	expect 3 "still enforced after the daemon left" lab_smtp_client \
+		--server "$LAB_SRV4" --token "k$RANDOM" || return 1
+	guard_srv detach >/dev/null && nothing_left
 }
 
 # make static, then make install DESTDIR=: every file where it belongs,
@@ -243,6 +328,7 @@ t_manifests() {
 lab_up || { echo "FAIL - ops: lab setup"; echo "0 passed, 1 failed"; exit 1; }
 run_test "run: config file, events, metrics, reload mid-session, hot-plug, SIGTERM" t_run
 run_test "run: configuration errors name their line, nothing attached" t_run_errors
+run_test "events command; --log syslog; default-route; --keep-attached" t_events_syslog
 run_test "container image: the same, run by podman" t_container
 run_test "make static, make install DESTDIR= PREFIX=: files, unit, man pages" t_install
 run_test "Kubernetes manifests: yamllint, API schema, DaemonSet needs" t_manifests

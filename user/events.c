@@ -85,13 +85,15 @@ void stg_event_format(const struct stg_event *e, bool json, char *buf,
 
 	if (json)
 		snprintf(buf, len,
-			 "{\"time\":\"%s\",\"event\":\"%s\",\"reason\":\"%s\","
+			 "{\"time\":\"%s\",\"event\":\"%s\"%s%s%s,"
 			 "\"client\":\"%s\",\"client_port\":%u,"
 			 "\"server\":\"%s\",\"server_port\":%u,"
 			 "\"interface\":\"%s\",\"direction\":\"%s\","
 			 "\"state\":\"%s\"%s%s%s}",
 			 when, NAME(event_names, e->type),
+			 e->reason ? ",\"reason\":\"" : "",
 			 e->reason ? NAME(reason_names, e->reason) : "",
+			 e->reason ? "\"" : "",
 			 cli, e->key.cli_port, srv, e->key.srv_port, ifname,
 			 e->ingress ? "ingress" : "egress",
 			 NAME(phase_names, e->phase),

@@ -11,6 +11,9 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <sys/inotify.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <net/if_arp.h>
@@ -40,7 +43,8 @@ static const char run_usage[] =
 	"attach to matching interfaces as they appear, write one line per event\n"
 	"(JSON on stdout, or to syslog), serve metrics. SIGHUP re-reads FILE and\n"
 	"applies it live (connections keep their state; a FILE with an error is\n"
-	"refused and the running configuration stays). SIGTERM or SIGINT\n"
+	"refused and the running configuration stays); so does a change to\n"
+	"FILE, seen by inotify. SIGTERM or SIGINT\n"
 	"detaches and exits 0. See starttls-guard.conf(5).\n"
 	"\n"
 	"  -c, --config FILE      the configuration file\n"
@@ -181,16 +185,26 @@ static void free_names(char **names, int n)
  * longer wanted, forget those gone. */
 static void follow_interfaces(void)
 {
+	static int before = -1;
 	char **names;
-	int n = wanted(&conf, &names);
+	int n = wanted(&conf, &names), now;
 
-	stg_prune(names, n, true);
-	for (int i = 0; i < n; i++)
-		if (!stg_attached(names[i]) &&
-		    stg_attach_more(skel, names[i], conf.opts.want))
+	now = stg_prune(names, n, true);
+	for (int i = 0; i < n; i++) {
+		if (stg_attached(names[i]))
+			continue;
+		if (stg_attach_more(skel, names[i], conf.opts.want))
 			note("couldn't attach to %s; trying again when it "
 			     "changes", names[i]);
+		else
+			now++;
+	}
 	free_names(names, n);
+	/* Guarding nothing is said once, when it starts. */
+	if (!now && before)
+		note("warning: no interface matches 'interfaces' now: mail is "
+		     "not guarded until one appears");
+	before = now;
 }
 
 /* --- hosts --------------------------------------------------------------- */
@@ -278,6 +292,14 @@ static char *metrics_text(size_t *len)
 			fprintf(f, "starttls_guard_resets_total{reason=\"%s\"} %llu\n",
 				reason_names[r],
 				(unsigned long long)sum[STG_C_RESETS + r]);
+		fprintf(f, "# HELP starttls_guard_connections_evicted_total Entries "
+			   "a full table evicted (about: made, less closed, less "
+			   "left).\n"
+			   "# TYPE starttls_guard_connections_evicted_total counter\n"
+			   "starttls_guard_connections_evicted_total %llu\n",
+			sum[STG_C_CONNECTIONS] > sum[STG_C_CLOSED] + tracked ?
+				(unsigned long long)(sum[STG_C_CONNECTIONS] -
+						     sum[STG_C_CLOSED] - tracked) : 0ULL);
 		fprintf(f, "# HELP starttls_guard_connections_tracked Connections "
 			   "in the table now.\n"
 			   "# TYPE starttls_guard_connections_tracked gauge\n"
@@ -394,11 +416,32 @@ static int write_event(void *ctx, void *data, size_t len)
 
 /* --- configuration ------------------------------------------------------- */
 
+/* The file as last read: a change (inotify) reloads it when it differs. */
+static char *conf_text;
+
+static char *slurp(const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = fopen(path, "re"), *m = open_memstream(&buf, &len);
+	int c;
+
+	while (f && m && (c = fgetc(f)) != EOF)
+		fputc(c, m);
+	if (m)
+		fclose(m);
+	if (f)
+		fclose(f);
+	return buf;
+}
+
 /* Read the file; the command line's options over it. 0, or -1 printed. */
 static int read_conf(struct stg_conf *c)
 {
 	char err[512];
 
+	free(conf_text);
+	conf_text = slurp(cli.config);
 	if (stg_conf_load(cli.config, c, err, sizeof(err))) {
 		fail("%s", err);
 		return -1;
@@ -407,6 +450,11 @@ static int read_conf(struct stg_conf *c)
 		snprintf(c->metrics, sizeof(c->metrics), "%s", cli.metrics);
 	if (cli.syslog >= 0)
 		c->syslog = cli.syslog;
+	if (c->syslog && access("/dev/log", W_OK)) {
+		note("warning: no syslog socket (/dev/log): events go to "
+		     "stdout");
+		c->syslog = false;
+	}
 	c->keep_attached |= cli.keep_attached;
 	verbose |= c->verbose;
 	return 0;
@@ -442,6 +490,49 @@ static int apply_conf(struct stg_conf *c)
 	return 0;
 }
 
+/* Read the file again and apply it; with @changed_only, only when it
+ * differs from what was read last (a change inotify saw). */
+static void reload(bool changed_only)
+{
+	struct stg_conf next;
+
+	if (changed_only) {
+		char *now = slurp(cli.config);
+		bool same = now && conf_text && !strcmp(now, conf_text);
+
+		free(now);
+		if (same)
+			return;
+	}
+	if (read_conf(&next) || apply_conf(&next)) {
+		reloads_failed++;
+		note("reload refused: the running configuration stays");
+		return;
+	}
+	reloads_ok++;
+	note("reloaded %s (%s mode)", cli.config,
+	     conf.opts.mode == STG_MODE_MONITOR ? "monitor" : "enforce");
+}
+
+/* A watch on the file's directory: editors and Kubernetes replace it by
+ * a rename. -1 when it cannot be had (SIGHUP still reloads). */
+static int watch_conf(void)
+{
+	char dir[PATH_MAX];
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	snprintf(dir, sizeof(dir), "%s", cli.config);
+	if (fd >= 0 && inotify_add_watch(fd, dirname(dir), IN_CLOSE_WRITE |
+					 IN_MOVED_TO | IN_CREATE | IN_DELETE) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		note("warning: couldn't watch %s (%s): reload with SIGHUP",
+		     cli.config, strerror(errno));
+	return fd;
+}
+
 /* --- the loop ------------------------------------------------------------ */
 
 int cmd_run(int argc, char **argv)
@@ -459,7 +550,7 @@ int cmd_run(int argc, char **argv)
 	struct epoll_event ev[8];
 	struct ring_buffer *rb = NULL;
 	struct stg_conf first;
-	int opt, sfd, nl, ep, evfd, rc = 1, lfd = -1;
+	int opt, sfd, nl, ep, evfd, rc = 1, lfd = -1, wfd = -1;
 	bool running = true, check = false;
 	sigset_t sigs;
 
@@ -580,6 +671,10 @@ int cmd_run(int argc, char **argv)
 		  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 2 });
 	epoll_ctl(ep, EPOLL_CTL_ADD, ring_buffer__epoll_fd(rb),
 		  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 3 });
+	wfd = watch_conf();
+	if (wfd >= 0)
+		epoll_ctl(ep, EPOLL_CTL_ADD, wfd,
+			  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 5 });
 	note("running (%s mode%s%s)", conf.opts.mode == STG_MODE_MONITOR ?
 	     "monitor" : "enforce", listening[0] ? ", metrics on " : "",
 	     listening);
@@ -598,31 +693,36 @@ int cmd_run(int argc, char **argv)
 						  .events = EPOLLIN,
 						  .data.u32 = 4 });
 		}
-		n = epoll_wait(ep, ev, 8, -1);
+		n = epoll_wait(ep, ev, 8, 5000);
 		if (n < 0 && errno != EINTR) {
 			fail("epoll: %s", strerror(errno));
+			goto out;
+		}
+		if (!healthy()) {
+			/* Detached from outside (or switched off): say so and
+			 * exit, to be started again. */
+			note("the guard was detached by someone else: exiting");
 			goto out;
 		}
 		for (int i = 0; i < n; i++) {
 			switch (ev[i].data.u32) {
 			case 1: {
 				struct signalfd_siginfo si;
-				struct stg_conf next;
 
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-					if (si.ssi_signo != SIGHUP) {
+					if (si.ssi_signo != SIGHUP)
 						running = false;
-						continue;
-					}
-					if (read_conf(&next) || apply_conf(&next)) {
-						reloads_failed++;
-						note("reload refused: the running "
-						     "configuration stays");
-						continue;
-					}
-					reloads_ok++;
-					note("reloaded %s", cli.config);
+					else
+						reload(false);
 				}
+				break;
+			}
+			case 5: {
+				char buf[4096];
+
+				while (read(wfd, buf, sizeof(buf)) > 0)
+					;
+				reload(true);
 				break;
 			}
 			case 2: {

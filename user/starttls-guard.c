@@ -576,7 +576,7 @@ static int check_pins(struct bpf_object *obj, __u32 max_conns)
 		if (field && max_conns && !strcmp(bpf_map__name(map), "conns") &&
 		    !strcmp(field, "entries"))
 			return fail("the connection table holds %u entries: "
-				    "--max-connections %u needs a detach first "
+				    "max-connections %u needs a detach first "
 				    "(connections in it lose their state)",
 				    pinned, now);
 		if (field)
@@ -1045,6 +1045,13 @@ int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 	if (check_pins(skel->obj, o->max_conns))
 		goto out;
 	err = starttls_guard_bpf__load(skel);
+	if (err == -EPERM) {
+		fail("couldn't load the BPF program: the kernel refused bpf() "
+		     "(it needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and a "
+		     "seccomp profile that allows bpf(): in a container, see "
+		     "the README's Kubernetes notes)");
+		goto out;
+	}
 	if (err) {
 		fail("couldn't load the BPF program: %s (run with -v for the "
 		     "verifier log)", strerror(-err));

@@ -40,6 +40,7 @@ run_test() {
 		echo "FAIL - ${SUITE:-e2e}: $name"
 		printf '%s\n' "$out" | sed 's/^/    /'
 	fi
+	${AFTER_TEST:-true}
 	guard_srv detach >/dev/null 2>&1
 	guard_cli detach >/dev/null 2>&1
 }
