@@ -321,7 +321,7 @@ static char *metrics_text(size_t *len)
 		   "guard is attached to.\n"
 		   "# TYPE starttls_guard_attached_interfaces gauge\n"
 		   "starttls_guard_attached_interfaces %d\n"
-		   "# HELP starttls_guard_config_reloads_total SIGHUP reloads.\n"
+		   "# HELP starttls_guard_config_reloads_total Reloads of the configuration file.\n"
 		   "# TYPE starttls_guard_config_reloads_total counter\n"
 		   "starttls_guard_config_reloads_total{result=\"success\"} %llu\n"
 		   "starttls_guard_config_reloads_total{result=\"failure\"} %llu\n",
