@@ -130,12 +130,54 @@ daemon_checks() { # CONF OUT ERR [CONF_AS_THE_DAEMON_NAMES_IT]
 
 	# Metrics: the same numbers as the traffic.
 	wait_metric 'starttls_guard_resets_total{reason="plaintext_command"}' 3 || return 1
+	wait_metric starttls_guard_connections_evicted_total 0 || return 1
 	wait_metric starttls_guard_tls_upgrades_total 1 || return 1
 	wait_metric starttls_guard_exempt_connections_total 2 || return 1
 	wait_metric starttls_guard_events_lost_total 0 || return 1
 	[ "$(metric starttls_guard_connections_capacity)" = 65536 ] || return 1
 	scrape | grep -q '^starttls_guard_build_info{version="' || return 1
 	[ "$(lab_srv curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/nothing")" = 404 ] || return 1
+
+	# A good file again, with metrics moved: served at the new address.
+	# (written aside, then renamed into place, as editors do: one change)
+	write_conf "$conf.new" "" "deny = 198.51.100.0/24"
+	sed -i "s/^metrics = .*/metrics = 127.0.0.1:9926/" "$conf.new"
+	mv "$conf.new" "$conf"
+	METRICS=127.0.0.1:9926 wait_metric 'starttls_guard_config_reloads_total{result="success"}' 2 ||
+		{ cat "$err"; return 1; }
+	local METRICS=127.0.0.1:9926
+	lab_srv curl -s "http://127.0.0.1:9925/healthz" && { echo "old metrics address still served"; return 1; }
+
+	# Clients that trickle their request (one byte every 0.3 s, for 60 s)
+	# hold up neither the events nor the rest: the reset's event is out
+	# while they are still sending.
+	local slow=() k
+	for k in 1 2 3; do
+		lab_srv python3 -c 'import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+end = time.time() + 60
+while time.time() < end:
+    try:
+        s.send(b"G")
+    except OSError:
+        pass
+    time.sleep(0.3)' 9926 &
+		slow+=($!)
+	done
+	sleep 1
+	expect 3 "plaintext MAIL while slow clients trickle" lab_smtp_client \
+		--server "$LAB_SRV4" --token "w$t" || return 1
+	_lab_poll 30 test "$(events "$out" 'e["event"] == "reset"')" = 4 ||
+		{ echo "the event waited for the slow clients"; kill "${slow[@]}"; return 1; }
+	kill -0 "${slow[@]}" || { echo "slow clients ended before the check"; return 1; }
+	scrape healthz >/dev/null || { echo "healthz not answered"; kill "${slow[@]}"; return 1; }
+	kill "${slow[@]}"
+	wait "${slow[@]}" 2>/dev/null
+
+	# One daemon per pin directory.
+	local second
+	second=$(guard_srv run --config "$conf" 2>&1) && { echo "a second daemon ran"; return 1; }
+	grep -q "another 'starttls-guard run'" <<<"$second" || { echo "$second"; return 1; }
 
 	# An interface that appears is attached; one that goes is forgotten.
 	lab_srv ip link add stghp0 type veth peer name stgxp0 || return 1
@@ -176,6 +218,36 @@ t_container() {
 	rc=$?
 	podman rmi -f "$IMAGE" >/dev/null 2>&1
 	return $rc
+}
+
+# Detached from outside, the daemon says so and exits 1 (to be started
+# again by systemd or Kubernetes) rather than run guarding nothing; a start
+# that fails leaves nothing behind, keep-attached or not.
+t_run_detached() {
+	local conf=$LAB_DIR/guard.conf rc out
+	write_conf "$conf" ""
+	start_daemon "$LAB_DIR/d.out" "$LAB_DIR/d.err" \
+		nsenter --net="/run/netns/$LAB_SRV_NS" "$G_BIN" run --config "$conf" || return 1
+	guard_srv detach >/dev/null || return 1
+	wait "$daemon_pid"
+	rc=$?
+	[ "$rc" = 1 ] && grep -q "detached by someone else" "$LAB_DIR/d.err" ||
+		{ echo "exit $rc"; cat "$LAB_DIR/d.err"; return 1; }
+	nothing_left || return 1
+	# The metrics port taken: the start fails, and leaves nothing.
+	lab_srv python3 -c 'import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9925)); s.listen(); time.sleep(30)' &
+	local holder=$!
+	_lab_poll 20 sh -c "ip netns exec $LAB_SRV_NS ss -ltn | grep -q '$METRICS '" ||
+		{ echo "the port holder did not start"; return 1; }
+	write_conf "$conf" "" "keep-attached = yes"
+	out=$(timeout 60 nsenter --net="/run/netns/$LAB_SRV_NS" "$G_BIN" run --config "$conf" 2>&1)
+	rc=$?
+	kill "$holder"
+	[ "$rc" = 1 ] && grep -q "couldn't serve metrics on $METRICS" <<<"$out" ||
+		{ echo "exit $rc: $out"; return 1; }
+	nothing_left
 }
 
 # Errors of the daemon: one line, exit 2, nothing attached.
@@ -328,6 +400,7 @@ t_manifests() {
 lab_up || { echo "FAIL - ops: lab setup"; echo "0 passed, 1 failed"; exit 1; }
 run_test "run: config file, events, metrics, reload mid-session, hot-plug, SIGTERM" t_run
 run_test "run: configuration errors name their line, nothing attached" t_run_errors
+run_test "run: detached from outside it exits 1; a failed start leaves nothing" t_run_detached
 run_test "events command; --log syslog; default-route; --keep-attached" t_events_syslog
 run_test "container image: the same, run by podman" t_container
 run_test "make static, make install DESTDIR= PREFIX=: files, unit, man pages" t_install

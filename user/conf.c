@@ -171,6 +171,9 @@ static int apply(struct stg_conf *c, const struct key *k, char *value,
 			struct stg_conf_host *h;
 			const char *why;
 
+			if (c->nhosts >= STG_MAX_HOSTS)
+				return snprintf(err, errlen, "at most %d hosts in "
+						"all", STG_MAX_HOSTS), -1;
 			h = realloc(c->hosts, (c->nhosts + 1) * sizeof(*h));
 			if (!h)
 				return snprintf(err, errlen, "out of memory"), -1;
@@ -257,6 +260,10 @@ int stg_conf_load(const char *path, struct stg_conf *c, char *err,
 		if (!e[n++].text)
 			goto oom;
 	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
 	for (int i = 0; i < n; i++) {
 		char *eq = strchr(e[i].text, '='), *k = e[i].text, *ke, *v;
 
@@ -281,6 +288,11 @@ int stg_conf_load(const char *path, struct stg_conf *c, char *err,
 			goto out;
 		}
 		e[i].value = v;
+		if (strstr(v, " #") || strstr(v, "\t#") || v[0] == '#') {
+			snprintf(err, errlen, "%s:%d: a comment goes on a line of "
+				 "its own", path, e[i].no);
+			goto out;
+		}
 	}
 	for (int i = 0; i < n; i++) {
 		bool later = false;
@@ -293,6 +305,11 @@ int stg_conf_load(const char *path, struct stg_conf *c, char *err,
 			snprintf(err, errlen, "%s:%d: %s", path, e[i].no, reason);
 			goto out;
 		}
+	}
+	/* What only the options together can say (a port given both ways) */
+	if (stg_opts_check(&c->opts, reason, sizeof(reason))) {
+		snprintf(err, errlen, "%s: %s", path, reason);
+		goto out;
 	}
 	rc = 0;
 	goto out;

@@ -73,8 +73,14 @@ void stg_event_format(const struct stg_event *e, bool json, char *buf,
 
 	addr_format(e->key.cli_addr, cli, sizeof(cli));
 	addr_format(e->key.srv_addr, srv, sizeof(srv));
+	/* An interface name may hold any byte but '/' and whitespace:
+	 * what JSON (or a log line) cannot carry verbatim becomes '?'. */
 	if (!if_indextoname(e->ifindex, ifname))
 		snprintf(ifname, sizeof(ifname), "if%u", e->ifindex);
+	for (char *c = ifname; *c; c++)
+		if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20 ||
+		    (unsigned char)*c >= 0x7f)
+			*c = '?';
 	/* The verb only when it is an SMTP command's: never anything a
 	 * client may have sent in its place (a password, an address). */
 	if ((e->verb[0] || e->verb[1]) && stg_known_verb(e->verb))

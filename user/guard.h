@@ -51,6 +51,9 @@ void stg_opts_init(struct stg_opts *o);
 int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
 		size_t errlen);
 
+/* What is wrong with @o as a whole, in @err: 0 or -1. */
+int stg_opts_check(const struct stg_opts *o, char *err, size_t errlen);
+
 /* Load the guard (reusing the pinned maps), configure it and attach it
  * to interfaces @names (of this network namespace), swapping the program
  * on those attached before. Options not in @o keep the running values,

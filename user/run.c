@@ -26,9 +26,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -66,14 +69,26 @@ static const char run_usage[] =
 static struct {
 	const char *config, *metrics;
 	int syslog;		/* -1: the file's */
-	bool keep_attached;
+	bool keep_attached, verbose;
 } cli = { .config = STG_CONF_PATH, .syslog = -1 };
 
 static struct stg_conf conf;	/* the running configuration */
 static struct starttls_guard_bpf *skel;
 static FILE *events_out;	/* stdout, as it was when started */
+static int ep = -1;		/* the epoll instance */
 static int listen_fd = -1;
 static char listening[64];	/* the address listen_fd is bound to */
+
+/* What an epoll event is about: the kind in the upper half of data.u64,
+ * an index (of a metrics client) in the lower. */
+enum { EV_SIGNAL = 1, EV_NETLINK, EV_EVENTS, EV_LISTEN, EV_CONF, EV_CLIENT };
+#define EV(kind, i) ((__u64)(kind) << 32 | (__u32)(i))
+
+static void watch(int fd, __u64 what)
+{
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd,
+		  &(struct epoll_event){ .events = EPOLLIN, .data.u64 = what });
+}
 static __u64 reloads_ok, reloads_failed;
 
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -138,21 +153,22 @@ static int wanted(const struct stg_conf *c, char ***names)
 
 	*names = NULL;
 	for (i = all; i && i->if_index; i++) {
-		bool want = false, pattern = false;
+		bool want = false;
 
 		for (int j = 0; j < c->nifaces && !want; j++) {
 			const char *p = c->ifaces[j];
 
 			if (!strcmp(p, "default-route"))
-				want = pattern = default_route(i->if_name);
+				want = default_route(i->if_name);
 			else if (strpbrk(p, "*?["))
-				want = pattern = !fnmatch(p, i->if_name, 0);
+				want = !fnmatch(p, i->if_name, 0);
 			else
 				want = !strcmp(p, i->if_name);
 		}
-		if (want && pattern) {
-			/* Asked of the kernel: /sys may be another
-			 * namespace's. */
+		if (want) {
+			/* Ethernet-like only (a named tun is left alone, as
+			 * attach would refuse it). Asked of the kernel: /sys
+			 * may be another namespace's. */
 			struct ifreq ifr = {};
 			int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
@@ -345,52 +361,119 @@ static bool healthy(void)
 	return ok;
 }
 
-/* Answer one HTTP request (GET /metrics, GET /healthz) and close. */
-static void serve(int fd)
-{
-	struct timeval tv = { .tv_sec = 1 };
-	char req[2048], head[256];
-	const char *status = "404 Not Found", *type = "text/plain";
-	char *body = NULL;
-	size_t len = 0, got = 0;
-	ssize_t r;
+/* Metrics clients: read without blocking the loop, each with a deadline;
+ * at most MAX_CLIENTS at once (more are closed at once). */
+#define MAX_CLIENTS 16
+#define CLIENT_MS 2000
 
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	while (got < sizeof(req) - 1 &&
-	       (r = recv(fd, req + got, sizeof(req) - 1 - got, 0)) > 0) {
-		got += r;
-		req[got] = '\0';
-		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-			break;
-	}
-	req[got] = '\0';
-	if (strncmp(req, "GET ", 4) && strncmp(req, "HEAD ", 5)) {
+static struct client {
+	int fd;			/* -1: free */
+	size_t got;
+	__u64 deadline;		/* CLOCK_MONOTONIC, ms */
+	char req[1024];
+} clients[MAX_CLIENTS];
+
+static __u64 now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (__u64)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void client_close(struct client *c)
+{
+	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+}
+
+/* Answer the request in @c (GET or HEAD of /metrics or /healthz). The
+ * answer is small: it goes in one send, or not at all. */
+static void respond(struct client *c)
+{
+	const char *status = "404 Not Found", *type = "text/plain", *path;
+	char head[256], *body = NULL;
+	size_t len = 0;
+	bool head_only = !strncmp(c->req, "HEAD ", 5);
+
+	c->req[c->got] = '\0';
+	path = strchr(c->req, ' ');
+	if (strncmp(c->req, "GET ", 4) && !head_only) {
 		status = "405 Method Not Allowed";
-	} else if (!strncmp(strchr(req, ' ') + 1, "/metrics", 8) &&
-		   strchr(" ?", strchr(req, ' ')[9])) {
+	} else if (!strncmp(path + 1, "/metrics", 8) && strchr(" ?", path[9])) {
 		body = metrics_text(&len);
 		status = body ? "200 OK" : "500 Internal Server Error";
 		type = "text/plain; version=0.0.4; charset=utf-8";
-	} else if (!strncmp(strchr(req, ' ') + 1, "/healthz", 8) &&
-		   strchr(" ?", strchr(req, ' ')[9])) {
+	} else if (!strncmp(path + 1, "/healthz", 8) && strchr(" ?", path[9])) {
 		status = healthy() ? "200 OK" : "503 Service Unavailable";
 	}
-	if (!body) {
-		len = asprintf(&body, "%s\n", status);
-		if ((int)len < 0) {
-			body = NULL;
-			len = 0;
-		}
-	}
+	if (!body && asprintf(&body, "%s\n", status) >= 0)
+		len = strlen(body);
 	snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\n"
 		 "Content-Length: %zu\r\nConnection: close\r\n\r\n", status,
 		 type, len);
-	if (send(fd, head, strlen(head), MSG_NOSIGNAL) > 0 &&
-	    strncmp(req, "HEAD ", 5) && body)
-		send(fd, body, len, MSG_NOSIGNAL);
+	if (send(c->fd, head, strlen(head), MSG_NOSIGNAL | MSG_DONTWAIT) > 0 &&
+	    !head_only && body)
+		send(c->fd, body, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	free(body);
-	close(fd);
+	client_close(c);
+}
+
+/* Bytes from client @c: answered once its request's head is whole (or
+ * fills the buffer); closed on EOF or an error. */
+static void client_read(struct client *c)
+{
+	ssize_t r = recv(c->fd, c->req + c->got, sizeof(c->req) - 1 - c->got,
+			 MSG_DONTWAIT);
+
+	if (r <= 0) {
+		if (r == 0 || (errno != EAGAIN && errno != EINTR))
+			client_close(c);
+		return;
+	}
+	c->got += r;
+	c->req[c->got] = '\0';
+	if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n") ||
+	    c->got == sizeof(c->req) - 1 || memchr(c->req, '\0', c->got))
+		respond(c);
+}
+
+static void clients_accept(void)
+{
+	for (int n = 0; n < MAX_CLIENTS; n++) {
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int i = 0;
+
+		if (fd < 0)
+			return;
+		while (i < MAX_CLIENTS && clients[i].fd >= 0)
+			i++;
+		if (i == MAX_CLIENTS) {
+			close(fd); /* busy */
+			continue;
+		}
+		clients[i] = (struct client){ .fd = fd,
+					      .deadline = now_ms() + CLIENT_MS };
+		watch(fd, EV(EV_CLIENT, i));
+	}
+}
+
+/* Close clients past their deadline; the ms until the next one (at most
+ * @max). */
+static int clients_expire(int max)
+{
+	__u64 now = now_ms();
+
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		if (clients[i].fd < 0)
+			continue;
+		if (clients[i].deadline <= now)
+			client_close(&clients[i]);
+		else if (clients[i].deadline - now < (__u64)max)
+			max = clients[i].deadline - now;
+	}
+	return max;
 }
 
 /* --- events -------------------------------------------------------------- */
@@ -456,7 +539,7 @@ static int read_conf(struct stg_conf *c)
 		c->syslog = false;
 	}
 	c->keep_attached |= cli.keep_attached;
-	verbose |= c->verbose;
+	verbose = cli.verbose || c->verbose;
 	return 0;
 }
 
@@ -466,26 +549,38 @@ static int read_conf(struct stg_conf *c)
 static int apply_conf(struct stg_conf *c)
 {
 	struct starttls_guard_bpf *next = NULL;
+	bool relisten = strcmp(listening, c->metrics);
+	int n, rc, lfd = -1;
 	char **names;
-	int n = wanted(c, &names), rc;
 
+	/* What can fail first: the metrics socket, the program. */
+	if (relisten && c->metrics[0] && (lfd = metrics_listen(c->metrics)) < 0)
+		return 1;
+	n = wanted(c, &names);
 	rc = stg_attach(&c->opts, names, n, true, &next);
 	free_names(names, n);
-	if (rc)
+	if (rc) {
+		if (lfd >= 0)
+			close(lfd);
 		return 1;
+	}
 	stg_release(skel);
 	skel = next;
 	stg_conf_free(&conf);
 	conf = *c;
+	if (conf.syslog)
+		openlog("starttls-guard", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	follow_interfaces();
 	sync_hosts(&conf);
-	if (strcmp(listening, conf.metrics)) {
-		if (listen_fd >= 0)
+	if (relisten) {
+		if (listen_fd >= 0) {
+			epoll_ctl(ep, EPOLL_CTL_DEL, listen_fd, NULL);
 			close(listen_fd);
-		listen_fd = -1;
-		listening[0] = '\0';
-		if (conf.metrics[0] && (listen_fd = metrics_listen(conf.metrics)) >= 0)
-			snprintf(listening, sizeof(listening), "%s", conf.metrics);
+		}
+		listen_fd = lfd;
+		snprintf(listening, sizeof(listening), "%s", conf.metrics);
+		if (listen_fd >= 0)
+			watch(listen_fd, EV(EV_LISTEN, 0));
 	}
 	return 0;
 }
@@ -504,7 +599,13 @@ static void reload(bool changed_only)
 		if (same)
 			return;
 	}
-	if (read_conf(&next) || apply_conf(&next)) {
+	if (read_conf(&next)) {
+		reloads_failed++;
+		note("reload refused: the running configuration stays");
+		return;
+	}
+	if (apply_conf(&next)) {
+		stg_conf_free(&next);
 		reloads_failed++;
 		note("reload refused: the running configuration stays");
 		return;
@@ -533,6 +634,30 @@ static int watch_conf(void)
 	return fd;
 }
 
+/* One daemon per pin directory: a second would take the first's
+ * interfaces, and its exit would detach them. The lock is a directory
+ * "run" among the pins, so that daemons in other mount namespaces (a
+ * container and the host) see it too. Returns the fd to keep, or -1
+ * (printed). */
+static int run_lock(void)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/run", stg_pin_dir);
+	if ((mkdir(stg_pin_dir, 0700) && errno != EEXIST) ||
+	    (mkdir(path, 0700) && errno != EEXIST) ||
+	    (fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return fail("couldn't make %s: %s", path, strerror(errno)), -1;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		close(fd);
+		fail("another 'starttls-guard run' guards with %s (it holds "
+		     "%s)", stg_pin_dir, path);
+		return -1;
+	}
+	return fd;
+}
+
 /* --- the loop ------------------------------------------------------------ */
 
 int cmd_run(int argc, char **argv)
@@ -550,8 +675,8 @@ int cmd_run(int argc, char **argv)
 	struct epoll_event ev[8];
 	struct ring_buffer *rb = NULL;
 	struct stg_conf first;
-	int opt, sfd, nl, ep, evfd, rc = 1, lfd = -1, wfd = -1;
-	bool running = true, check = false;
+	int opt, sfd, nl, evfd, rc = 1, wfd = -1;
+	bool running = true, check = false, started = false;
 	sigset_t sigs;
 
 	opterr = 0;
@@ -590,7 +715,7 @@ int cmd_run(int argc, char **argv)
 			check = true;
 			break;
 		case 'v':
-			verbose = true;
+			cli.verbose = true;
 			break;
 		case 'h':
 			fputs(run_usage, stdout);
@@ -616,7 +741,7 @@ int cmd_run(int argc, char **argv)
 		stg_conf_free(&first);
 		return 0;
 	}
-	if (check_env(true))
+	if (check_env(true) || run_lock() < 0)
 		return 1;
 
 	/* stdout carries the events alone: everything else to stderr. */
@@ -651,49 +776,32 @@ int cmd_run(int argc, char **argv)
 		fail("couldn't set up the event loop: %s", strerror(errno));
 		goto out;
 	}
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		clients[i].fd = -1;
 	if (apply_conf(&first)) {
 		stg_conf_free(&first);
 		goto out;
 	}
-	if (conf.metrics[0] && listen_fd < 0)
-		goto out; /* printed */
-	if (conf.syslog)
-		openlog("starttls-guard", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	evfd = pinned("events");
 	rb = evfd >= 0 ? ring_buffer__new(evfd, write_event, NULL, NULL) : NULL;
 	if (!rb) {
 		fail("couldn't read the events: %s", strerror(errno));
 		goto out;
 	}
-	epoll_ctl(ep, EPOLL_CTL_ADD, sfd,
-		  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 1 });
-	epoll_ctl(ep, EPOLL_CTL_ADD, nl,
-		  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 2 });
-	epoll_ctl(ep, EPOLL_CTL_ADD, ring_buffer__epoll_fd(rb),
-		  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 3 });
+	watch(sfd, EV(EV_SIGNAL, 0));
+	watch(nl, EV(EV_NETLINK, 0));
+	watch(ring_buffer__epoll_fd(rb), EV(EV_EVENTS, 0));
 	wfd = watch_conf();
 	if (wfd >= 0)
-		epoll_ctl(ep, EPOLL_CTL_ADD, wfd,
-			  &(struct epoll_event){ .events = EPOLLIN, .data.u32 = 5 });
+		watch(wfd, EV(EV_CONF, 0));
 	note("running (%s mode%s%s)", conf.opts.mode == STG_MODE_MONITOR ?
 	     "monitor" : "enforce", listening[0] ? ", metrics on " : "",
 	     listening);
+	started = true;
 
 	while (running) {
-		int n;
+		int n = epoll_wait(ep, ev, 8, clients_expire(5000));
 
-		/* The metrics socket may change with a reload. */
-		if (listen_fd != lfd) {
-			if (lfd >= 0)
-				epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL);
-			lfd = listen_fd;
-			if (lfd >= 0)
-				epoll_ctl(ep, EPOLL_CTL_ADD, lfd,
-					  &(struct epoll_event){
-						  .events = EPOLLIN,
-						  .data.u32 = 4 });
-		}
-		n = epoll_wait(ep, ev, 8, 5000);
 		if (n < 0 && errno != EINTR) {
 			fail("epoll: %s", strerror(errno));
 			goto out;
@@ -705,10 +813,13 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		}
 		for (int i = 0; i < n; i++) {
-			switch (ev[i].data.u32) {
-			case 1: {
-				struct signalfd_siginfo si;
+			__u32 what = ev[i].data.u64 >> 32;
+			__u32 idx = (__u32)ev[i].data.u64;
+			struct signalfd_siginfo si;
+			char buf[8192];
 
+			switch (what) {
+			case EV_SIGNAL:
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo != SIGHUP)
 						running = false;
@@ -716,34 +827,26 @@ int cmd_run(int argc, char **argv)
 						reload(false);
 				}
 				break;
-			}
-			case 5: {
-				char buf[4096];
-
+			case EV_CONF:
 				while (read(wfd, buf, sizeof(buf)) > 0)
 					;
 				reload(true);
 				break;
-			}
-			case 2: {
-				char buf[8192];
-
+			case EV_NETLINK:
 				while (recv(nl, buf, sizeof(buf), 0) > 0)
 					;
 				follow_interfaces();
 				break;
-			}
-			case 3:
+			case EV_EVENTS:
 				ring_buffer__consume(rb);
 				break;
-			case 4: {
-				int c;
-
-				while ((c = accept4(listen_fd, NULL, NULL,
-						    SOCK_CLOEXEC)) >= 0)
-					serve(c);
+			case EV_LISTEN:
+				clients_accept();
 				break;
-			}
+			case EV_CLIENT:
+				if (idx < MAX_CLIENTS && clients[idx].fd >= 0)
+					client_read(&clients[idx]);
+				break;
 			}
 		}
 	}
@@ -752,11 +855,22 @@ int cmd_run(int argc, char **argv)
 out:
 	if (rb)
 		ring_buffer__free(rb);
-	if (skel && !conf.keep_attached) {
+	/* A start that failed leaves nothing attached, whatever the file
+	 * says. */
+	if (skel && (!conf.keep_attached || !started)) {
 		rc |= stg_detach_all(false);
 		note("detached");
 	} else if (skel) {
 		note("left attached");
+	}
+	if (!skel) {
+		/* nothing was loaded: the lock (and the directory, if it
+		 * holds nothing else) go */
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/run", stg_pin_dir);
+		rmdir(path);
+		rmdir(stg_pin_dir);
 	}
 	stg_release(skel);
 	stg_conf_free(&conf);

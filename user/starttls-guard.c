@@ -862,6 +862,10 @@ static int cmd_attach(int argc, char **argv)
  * 0, or 1 printed. */
 static int make_config(const struct stg_opts *o, struct stg_config *cfg)
 {
+	char err[128];
+
+	if (stg_opts_check(o, err, sizeof(err)))
+		return fail("%s", err);
 	/* Guarded: the STARTTLS ports and the implicit-TLS ones. A
 	 * STARTTLS port's policy: its own (--port N:POLICY), else --policy
 	 * (given now or before). */
@@ -878,7 +882,8 @@ static int make_config(const struct stg_opts *o, struct stg_config *cfg)
 
 		if (starttls & tls)
 			return fail("port %d is given both as a STARTTLS port "
-				    "and as an implicit-TLS port",
+				    "and as an implicit-TLS port (one kept from "
+				    "an earlier attach)",
 				    w * 64 + __builtin_ctzll(starttls & tls));
 		cfg->tls_ports[w] = tls;
 		cfg->ports[w] = starttls | tls;
@@ -911,6 +916,20 @@ static int make_config(const struct stg_opts *o, struct stg_config *cfg)
 		cfg->mode = o->mode;
 	if (o->def >= 0)
 		cfg->default_action = o->def;
+	return 0;
+}
+
+int stg_opts_check(const struct stg_opts *o, char *err, size_t errlen)
+{
+	for (int w = 0; w < STG_PORT_WORDS; w++)
+		if (o->any_port && o->any_tls_port &&
+		    (o->ports[w] & o->tls_ports[w])) {
+			snprintf(err, errlen, "port %d is given both as a "
+				 "STARTTLS port and as an implicit-TLS port",
+				 w * 64 + __builtin_ctzll(o->ports[w] &
+							  o->tls_ports[w]));
+			return -1;
+		}
 	return 0;
 }
 
@@ -1008,8 +1027,11 @@ int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 	done = calloc(nifs + 1, sizeof(*done));
 	if (!ifk || !done)
 		goto out;
+	/* (With @fresh, for the daemon, an interface gone meanwhile is
+	 * skipped: it follows interfaces as they come and go.) */
 	for (int i = 0; i < nifs; i++)
-		if (iface_key(names[i], &ifk[i]))
+		if (iface_key(names[i], &ifk[i]) &&
+		    (!fresh || if_nametoindex(names[i])))
 			goto out;
 	if (check_env(true))
 		goto out;
@@ -1089,7 +1111,13 @@ int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 	for (int i = 0; i < nifs; i++) {
 		bool added;
 
-		if (attach_iface(skel, &ifk[i], names[i], o->want, &added))
+		if (fresh && (!ifk[i].ifindex ||
+			      if_nametoindex(names[i]) != ifk[i].ifindex))
+			continue; /* gone */
+		err = attach_iface(skel, &ifk[i], names[i], o->want, &added);
+		if (err && fresh && if_nametoindex(names[i]) != ifk[i].ifindex)
+			continue; /* gone while attaching */
+		if (err)
 			goto undo;
 		done[i] = added;
 	}
@@ -1141,7 +1169,8 @@ out:
 /* --- detach -------------------------------------------------------------- */
 
 /* Remove the pins attach makes: the program's maps (named as in @obj)
- * and TCX links. Nothing else in the directory is touched. */
+ * TCX links and the daemon's lock. Nothing else in the directory is
+ * touched. */
 static void unpin_ours(const struct bpf_object *obj)
 {
 	DIR *dir = opendir(stg_pin_dir);
@@ -1155,6 +1184,8 @@ static void unpin_ours(const struct bpf_object *obj)
 			ours |= !strcmp(e->d_name, bpf_map__name(map));
 		if (ours)
 			unlinkat(dirfd(dir), e->d_name, 0);
+		else if (!strcmp(e->d_name, "run")) /* the daemon's lock */
+			unlinkat(dirfd(dir), e->d_name, AT_REMOVEDIR);
 	}
 	if (dir)
 		closedir(dir);
