@@ -270,7 +270,7 @@ t_mismatch() {
 	guard_srv status | grep -q "room for 4096" || { guard_srv status; return 1; }
 	out=$(guard_srv attach "$LAB_SRV_IF" --max-connections 8192 2>&1) &&
 		{ echo "resized a live table: $out"; return 1; }
-	grep -q "the connection table holds 4096 entries: --max-connections 8192 needs a detach first" <<<"$out" ||
+	grep -q "the connection table holds 4096 entries: max-connections 8192 needs a detach first" <<<"$out" ||
 		{ echo "$out"; return 1; }
 }
 

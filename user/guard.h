@@ -20,7 +20,8 @@ extern const char *const counter_names[STG_C_RESETS];
 extern const char *const reason_names[STG_R_MAX];
 extern const char *const action_names[4];
 
-/* One line "starttls-guard: ..." on stderr; returns 1. */
+/* One line "starttls-guard: ..." on stderr; fail() returns 1. */
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Root, BTF, bpffs (mounted if @mount_bpffs): 0, 1 on an error, 2 when
  * there is no bpffs. */

@@ -91,18 +91,6 @@ static void watch(int fd, __u64 what)
 }
 static __u64 reloads_ok, reloads_failed;
 
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("starttls-guard: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static int pinned(const char *name)
 {
 	char path[128];
@@ -210,16 +198,16 @@ static void follow_interfaces(void)
 		if (stg_attached(names[i]))
 			continue;
 		if (stg_attach_more(skel, names[i], conf.opts.want))
-			note("couldn't attach to %s; trying again when it "
-			     "changes", names[i]);
+			say("couldn't attach to %s; trying again when it "
+			    "changes", names[i]);
 		else
 			now++;
 	}
 	free_names(names, n);
 	/* Guarding nothing is said once, when it starts. */
 	if (!now && before)
-		note("warning: no interface matches 'interfaces' now: mail is "
-		     "not guarded until one appears");
+		say("warning: no interface matches 'interfaces' now: mail is "
+		    "not guarded until one appears");
 	before = now;
 }
 
@@ -534,8 +522,8 @@ static int read_conf(struct stg_conf *c)
 	if (cli.syslog >= 0)
 		c->syslog = cli.syslog;
 	if (c->syslog && access("/dev/log", W_OK)) {
-		note("warning: no syslog socket (/dev/log): events go to "
-		     "stdout");
+		say("warning: no syslog socket (/dev/log): events go to "
+		    "stdout");
 		c->syslog = false;
 	}
 	c->keep_attached |= cli.keep_attached;
@@ -543,9 +531,10 @@ static int read_conf(struct stg_conf *c)
 	return 0;
 }
 
-/* Make @c the running configuration: the program (re)loaded and swapped
- * on every interface, connections keep their state. 0, or 1 printed with
- * the running configuration left as it was. */
+/* Make @c the running configuration (it is taken over): the program
+ * (re)loaded and swapped on every interface, connections keep their
+ * state. 0, or 1 printed with the running configuration left as it was
+ * (and @c freed). */
 static int apply_conf(struct stg_conf *c)
 {
 	struct starttls_guard_bpf *next = NULL;
@@ -554,14 +543,17 @@ static int apply_conf(struct stg_conf *c)
 	char **names;
 
 	/* What can fail first: the metrics socket, the program. */
-	if (relisten && c->metrics[0] && (lfd = metrics_listen(c->metrics)) < 0)
+	if (relisten && c->metrics[0] && (lfd = metrics_listen(c->metrics)) < 0) {
+		stg_conf_free(c);
 		return 1;
+	}
 	n = wanted(c, &names);
 	rc = stg_attach(&c->opts, names, n, true, &next);
 	free_names(names, n);
 	if (rc) {
 		if (lfd >= 0)
 			close(lfd);
+		stg_conf_free(c);
 		return 1;
 	}
 	stg_release(skel);
@@ -599,20 +591,14 @@ static void reload(bool changed_only)
 		if (same)
 			return;
 	}
-	if (read_conf(&next)) {
+	if (read_conf(&next) || apply_conf(&next)) {
 		reloads_failed++;
-		note("reload refused: the running configuration stays");
-		return;
-	}
-	if (apply_conf(&next)) {
-		stg_conf_free(&next);
-		reloads_failed++;
-		note("reload refused: the running configuration stays");
+		say("reload refused: the running configuration stays");
 		return;
 	}
 	reloads_ok++;
-	note("reloaded %s (%s mode)", cli.config,
-	     conf.opts.mode == STG_MODE_MONITOR ? "monitor" : "enforce");
+	say("reloaded %s (%s mode)", cli.config,
+	    conf.opts.mode == STG_MODE_MONITOR ? "monitor" : "enforce");
 }
 
 /* A watch on the file's directory: editors and Kubernetes replace it by
@@ -629,8 +615,8 @@ static int watch_conf(void)
 		fd = -1;
 	}
 	if (fd < 0)
-		note("warning: couldn't watch %s (%s): reload with SIGHUP",
-		     cli.config, strerror(errno));
+		say("warning: couldn't watch %s (%s): reload with SIGHUP",
+		    cli.config, strerror(errno));
 	return fd;
 }
 
@@ -778,10 +764,8 @@ int cmd_run(int argc, char **argv)
 	}
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		clients[i].fd = -1;
-	if (apply_conf(&first)) {
-		stg_conf_free(&first);
+	if (apply_conf(&first))
 		goto out;
-	}
 	evfd = pinned("events");
 	rb = evfd >= 0 ? ring_buffer__new(evfd, write_event, NULL, NULL) : NULL;
 	if (!rb) {
@@ -794,9 +778,9 @@ int cmd_run(int argc, char **argv)
 	wfd = watch_conf();
 	if (wfd >= 0)
 		watch(wfd, EV(EV_CONF, 0));
-	note("running (%s mode%s%s)", conf.opts.mode == STG_MODE_MONITOR ?
-	     "monitor" : "enforce", listening[0] ? ", metrics on " : "",
-	     listening);
+	say("running (%s mode%s%s)", conf.opts.mode == STG_MODE_MONITOR ?
+	    "monitor" : "enforce", listening[0] ? ", metrics on " : "",
+	    listening);
 	started = true;
 
 	while (running) {
@@ -809,7 +793,7 @@ int cmd_run(int argc, char **argv)
 		if (!healthy()) {
 			/* Detached from outside (or switched off): say so and
 			 * exit, to be started again. */
-			note("the guard was detached by someone else: exiting");
+			say("the guard was detached by someone else: exiting");
 			goto out;
 		}
 		for (int i = 0; i < n; i++) {
@@ -859,9 +843,9 @@ out:
 	 * says. */
 	if (skel && (!conf.keep_attached || !started)) {
 		rc |= stg_detach_all(false);
-		note("detached");
+		say("detached");
 	} else if (skel) {
-		note("left attached");
+		say("left attached");
 	}
 	if (!skel) {
 		/* nothing was loaded: the lock (and the directory, if it

@@ -130,15 +130,29 @@ static bool help_asked(int argc, char **argv, const char *usage)
 	return false;
 }
 
+static void vsay(const char *fmt, va_list ap)
+{
+	fputs("starttls-guard: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(fmt, ap);
+	va_end(ap);
+}
+
 int fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("starttls-guard: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return 1;
 }
 
