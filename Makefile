@@ -112,6 +112,17 @@ fuzz: $(OUT)/fuzz_smtp
 	$(Q)$(OUT)/fuzz_smtp -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/smtp.dict \
 		-artifact_prefix=$(OUT)/ $(OUT)/fuzz-corpus
 
+# Benchmarks (not tests: nothing in make test depends on timing): the
+# per-packet cost against a floor, and the connection table's scale and
+# memory. QUICK=1 for a short run. Results in bench/results.json.
+$(OUT)/bench: bench/bench.c tests/pkt.h $(OUT)/starttls_guard.skel.h $(USER_HDRS)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests $< -o $@ $(LDLIBS)
+
+bench: $(OUT)/bench
+	$(Q)mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+	$(Q)$(OUT)/bench $(if $(QUICK),--quick) --json bench/results.json
+
 # A demo on real traffic: two namespaces, Postfix, a plaintext client
 # reset and a STARTTLS client delivered.
 demo: $(OUT)/starttls-guard
@@ -120,4 +131,4 @@ demo: $(OUT)/starttls-guard
 clean:
 	$(Q)rm -rf $(OUT)
 
-.PHONY: all tests test demo fuzz clean static install uninstall image
+.PHONY: all tests test demo fuzz clean static install uninstall image bench
