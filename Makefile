@@ -113,15 +113,18 @@ fuzz: $(OUT)/fuzz_smtp
 		-artifact_prefix=$(OUT)/ $(OUT)/fuzz-corpus
 
 # Benchmarks (not tests: nothing in make test depends on timing): the
-# per-packet cost against a floor, and the connection table's scale and
-# memory. QUICK=1 for a short run. Results in bench/results.json.
-$(OUT)/bench: bench/bench.c tests/pkt.h $(OUT)/starttls_guard.skel.h $(USER_HDRS)
+# per-packet cost against a floor, the connection table's scale and
+# memory, throughput and STARTTLS sessions through a veth pair against no
+# program and against an iptables rule set. QUICK=1 for a short run.
+# Results in bench/results.json (bench/README.md: the latest).
+$(OUT)/bench: bench/bench.c tests/pkt.h $(OUT)/starttls_guard.skel.h $(USER_HDRS) $(OUT)/starttls-guard
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests $< -o $@ $(LDLIBS)
 
 bench: $(OUT)/bench
 	$(Q)mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	$(Q)$(OUT)/bench $(if $(QUICK),--quick) --json bench/results.json
+	$(Q)bash bench/throughput.sh $(if $(QUICK),2,10) bench/results.json
 
 # A demo on real traffic: two namespaces, Postfix, a plaintext client
 # reset and a STARTTLS client delivered.
