@@ -124,7 +124,7 @@ $(OUT)/bench: bench/bench.c tests/pkt.h $(OUT)/starttls_guard.skel.h $(USER_HDRS
 bench: $(OUT)/bench
 	$(Q)mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	$(Q)$(OUT)/bench $(if $(QUICK),--quick) --json bench/results.json
-	$(Q)bash bench/throughput.sh $(if $(QUICK),2,10) bench/results.json
+	$(Q)bash bench/throughput.sh $(if $(QUICK),2 1,10 3) bench/results.json
 
 # A demo on real traffic: two namespaces, Postfix, a plaintext client
 # reset and a STARTTLS client delivered.

@@ -7,7 +7,8 @@
       drops everything (bulk) or answers EHLO/QUIT (sessions).
   tls_bulk.py bulk ADDR PORT SECONDS
       one session: EHLO, STARTTLS, handshake, then writes for SECONDS;
-      prints the bytes per second written.
+      prints the bytes per second written (and "reset" if the
+      connection was reset before).
   tls_bulk.py sessions ADDR PORT SECONDS
       sessions one after another (connect, EHLO, STARTTLS, handshake,
       EHLO, QUIT) for SECONDS; prints the sessions per second.
@@ -91,10 +92,15 @@ def bulk(addr, port, seconds):
     sent = 0
     end = time.monotonic() + float(seconds)
     start = time.monotonic()
+    reset = ""
     while time.monotonic() < end:
-        tls.sendall(chunk)
+        try:
+            tls.sendall(chunk)
+        except (OSError, ssl.SSLError):
+            reset = " reset"  # by something on the path: the rate so far
+            break
         sent += len(chunk)
-    print("%.0f" % (sent / (time.monotonic() - start)))
+    print("%.0f%s" % (sent / (time.monotonic() - start), reset))
 
 
 def sessions(addr, port, seconds):
