@@ -174,6 +174,16 @@ static void to_ehlo(struct tconn *c)
 	send_seg(c, 0, reply, sizeof(reply) - 1);
 }
 
+/* ... then STARTTLS, its 220 and both hellos: encrypted */
+static void to_tls(struct tconn *c)
+{
+	to_ehlo(c);
+	send_seg(c, 1, "STARTTLS\r\n", 10);
+	send_seg(c, 0, "220 go ahead\r\n", 14);
+	send_seg(c, 1, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+	send_seg(c, 0, "\x16\x03\x03\x00\x7a\x02\x00\x00\x76", 9);
+}
+
 static void set_config(void)
 {
 	struct stg_config cfg = { .mode = STG_MODE_ENFORCE,
@@ -347,11 +357,7 @@ int main(int argc, char **argv)
 
 	/* An encrypted connection, an exempt one */
 	c = conn(40001);
-	to_ehlo(&c);
-	send_seg(&c, 1, "STARTTLS\r\n", 10);
-	send_seg(&c, 0, "220 go ahead\r\n", 14);
-	send_seg(&c, 1, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
-	send_seg(&c, 0, "\x16\x03\x03\x00\x7a\x02\x00\x00\x76", 9);
+	to_tls(&c);
 	pkt_build(&p, &c, 1, 0x18, c.cseq, c.sseq, big, 1448, NULL, 0);
 	res[nres++] = bench("encrypted smtp (1448 bytes)", &p, NULL);
 	c = conn(40002);
@@ -387,11 +393,7 @@ int main(int argc, char **argv)
 	/* The same with the table holding 1k, 100k, 1M connections */
 	printf("\nper-packet cost with the connection table filled\n");
 	c = conn(40010);
-	to_ehlo(&c);
-	send_seg(&c, 1, "STARTTLS\r\n", 10);
-	send_seg(&c, 0, "220 go ahead\r\n", 14);
-	send_seg(&c, 1, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
-	send_seg(&c, 0, "\x16\x03\x03\x00\x7a\x02\x00\x00\x76", 9);
+	to_tls(&c);
 	{
 		/* kept aside: a full table may evict it while filling */
 		static struct state tls;

@@ -278,6 +278,22 @@ t_events_syslog() {
 	sleep 0.5
 	expect 3 "plaintext MAIL" lab_smtp_client --server "$LAB_SRV4" --token "p$RANDOM" || return 1
 	_lab_poll 10 grep -q '"event":"reset"' "$ev" || { echo "no event from 'events':"; cat "$ev"; return 1; }
+	# A line that is no command (credentials sent where a verb goes) is
+	# reset, and its event says "other": the bytes themselves never show.
+	lab_cli timeout 20 python3 -c 'import socket, sys
+s = socket.create_connection((sys.argv[1], 25))
+f = s.makefile("rwb", buffering=0)
+f.readline()
+f.write(b"EHLO c.example.org\r\n")
+while f.readline()[3:4] == b"-":
+    pass
+f.write(b"c2VjcmV0cGFzcw==\r\n")
+try:
+    print(f.readline())
+except ConnectionResetError:
+    print("reset")' "$LAB_SRV4" | grep -q "^reset$" || { echo "the base64 line was not reset"; return 1; }
+	_lab_poll 10 grep -q '"verb":"other"' "$ev" || { echo "no 'other' verb:"; cat "$ev"; return 1; }
+	grep -qi "c2VjcmV0" "$ev" && { echo "the line's bytes reached the events"; return 1; }
 	kill -TERM "$evpid"
 	wait "$evpid"
 	rc=$?

@@ -2169,6 +2169,18 @@ static void t_events(void)
 	check(evs[0].verb[0] == mail[0] && evs[0].verb[1] == 0,
 	      "the verb is not AUTH alone: %.16s", (char *)evs[0].verb);
 
+	/* One-way (the server's packets not seen): the client's hello
+	 * after STARTTLS is the upgrade, counted and sent too. */
+	reset_maps();
+	set_cfg(false, NULL, STG_CFG_ONE_WAY);
+	c = conn4(41006);
+	handshake(&c);
+	cli(&c, "EHLO c.example.org\r\n");
+	cli(&c, "STARTTLS\r\n");
+	sendn(&c, 1, hello, sizeof(hello) - 1);
+	check_event(&c, STG_EV_TLS, 0, STG_TLS_GO);
+	check(counter(STG_C_TLS_UPGRADES) == 1, "one-way upgrade not counted");
+
 	/* A connection that has sent its share sends no more. */
 	reset_maps();
 	c = conn4(41005);

@@ -307,7 +307,7 @@ int stg_conf_load(const char *path, struct stg_conf *c, char *err,
 		}
 	}
 	/* What only the options together can say (a port given both ways) */
-	if (stg_opts_check(&c->opts, reason, sizeof(reason))) {
+	if (stg_check_opts(&c->opts, reason, sizeof(reason))) {
 		snprintf(err, errlen, "%s: %s", path, reason);
 		goto out;
 	}

@@ -28,6 +28,10 @@ int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int check_env(bool mount_bpffs);
 /* A pinned map's fd, or -1 with "not attached" printed. */
 int open_pinned(const char *name, int *fd);
+/* A pinned object's fd (-1 when there is none), nothing printed */
+int stg_pinned(const char *name);
+/* The ARPHRD_* type of an interface of this namespace, -1 if unknown */
+int stg_link_type(const char *ifname);
 /* 1 when the packed verb is an SMTP command (or STARTTLS) */
 bool stg_known_verb(const __u64 v[2]);
 
@@ -52,25 +56,30 @@ void stg_opts_init(struct stg_opts *o);
 int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
 		size_t errlen);
 
-/* What is wrong with @o as a whole, in @err: 0 or -1. */
-int stg_opts_check(const struct stg_opts *o, char *err, size_t errlen);
+/* Apply @o to @cfg (the running configuration, or the defaults): 0, or
+ * -1 with what is wrong in @err (a port given both ways). */
+int stg_make_config(const struct stg_opts *o, struct stg_config *cfg,
+		    char *err, size_t errlen);
+/* What is wrong with @o over the defaults, in @err: 0 or -1. */
+int stg_check_opts(const struct stg_opts *o, char *err, size_t errlen);
 
 /* Load the guard (reusing the pinned maps), configure it and attach it
  * to interfaces @names (of this network namespace), swapping the program
- * on those attached before. Options not in @o keep the running values,
- * or with @fresh take the defaults. Nothing is left half-done on an
+ * on those attached before. Options not in @o keep the running values;
+ * for the @daemon they take the defaults, and interfaces that vanish
+ * meanwhile are skipped. Nothing is left half-done on an
  * error (printed; returns 1). With @keep, the loaded object is handed
  * over (for stg_attach_more()), else released. */
 int stg_attach(const struct stg_opts *o, char *const *names, int n,
-	       bool fresh, struct starttls_guard_bpf **keep);
+	       bool daemon, struct starttls_guard_bpf **keep);
 /* Attach the programs of @skel to interface @name too (0, or 1 printed). */
 int stg_attach_more(struct starttls_guard_bpf *skel, const char *name,
 		    int want);
 /* 1 when attached to interface @name of this namespace */
 bool stg_attached(const char *name);
 /* Forget the attachments whose device is gone; detach those of this
- * namespace not in @names (when @prune). Returns how many are left. */
-int stg_prune(char *const *names, int n, bool prune);
+ * namespace not in @names. Returns how many are left. */
+int stg_prune(char *const *names, int n);
 /* Detach from every interface and remove the pins: 0 or 1 (printed). */
 int stg_detach_all(bool force);
 void stg_release(struct starttls_guard_bpf *skel);

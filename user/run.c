@@ -13,23 +13,20 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
-#include <sys/inotify.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <net/if_arp.h>
-#include <sys/ioctl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,14 +88,6 @@ static void watch(int fd, __u64 what)
 }
 static __u64 reloads_ok, reloads_failed;
 
-static int pinned(const char *name)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), "%s/%s", stg_pin_dir, name);
-	return bpf_obj_get(path);
-}
-
 /* --- interfaces ---------------------------------------------------------- */
 
 /* Interfaces with a default route (IPv4 and IPv6) */
@@ -155,18 +144,10 @@ static int wanted(const struct stg_conf *c, char ***names)
 		}
 		if (want) {
 			/* Ethernet-like only (a named tun is left alone, as
-			 * attach would refuse it). Asked of the kernel: /sys
-			 * may be another namespace's. */
-			struct ifreq ifr = {};
-			int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			 * attach would refuse it) */
+			int type = stg_link_type(i->if_name);
 
-			snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s",
-				 i->if_name);
-			want = fd >= 0 && !ioctl(fd, SIOCGIFHWADDR, &ifr) &&
-			       (ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER ||
-				ifr.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK);
-			if (fd >= 0)
-				close(fd);
+			want = type == ARPHRD_ETHER || type == ARPHRD_LOOPBACK;
 		}
 		if (!want)
 			continue;
@@ -193,7 +174,7 @@ static void follow_interfaces(void)
 	char **names;
 	int n = wanted(&conf, &names), now;
 
-	now = stg_prune(names, n, true);
+	now = stg_prune(names, n);
 	for (int i = 0; i < n; i++) {
 		if (stg_attached(names[i]))
 			continue;
@@ -217,7 +198,7 @@ static void follow_interfaces(void)
 static int sync_hosts(const struct stg_conf *c)
 {
 	struct stg_host_key key, *prev = NULL;
-	int fd = pinned("hosts"), rc = 0;
+	int fd = stg_pinned("hosts"), rc = 0;
 
 	if (fd < 0)
 		return fail("no host map: %s", strerror(errno));
@@ -314,7 +295,7 @@ static char *metrics_text(size_t *len)
 			   "starttls_guard_connections_capacity %u\n",
 			(unsigned long long)tracked, capacity);
 	}
-	fd = pinned("ifaces");
+	fd = stg_pinned("ifaces");
 	while (fd >= 0 && !bpf_map_get_next_key(fd, prev, &k)) {
 		ifaces++;
 		prev = &k;
@@ -340,7 +321,7 @@ static bool healthy(void)
 {
 	struct stg_config cfg;
 	__u32 zero = 0;
-	int fd = pinned("settings");
+	int fd = stg_pinned("settings");
 	bool ok = fd >= 0 && !bpf_map_lookup_elem(fd, &zero, &cfg) &&
 		  cfg.mode != STG_MODE_OFF;
 
@@ -766,7 +747,7 @@ int cmd_run(int argc, char **argv)
 		clients[i].fd = -1;
 	if (apply_conf(&first))
 		goto out;
-	evfd = pinned("events");
+	evfd = stg_pinned("events");
 	rb = evfd >= 0 ? ring_buffer__new(evfd, write_event, NULL, NULL) : NULL;
 	if (!rb) {
 		fail("couldn't read the events: %s", strerror(errno));

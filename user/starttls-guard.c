@@ -266,7 +266,7 @@ static int lock_pin_dir(bool create)
 	return fd;
 }
 
-static int map_get(const char *name)
+int stg_pinned(const char *name)
 {
 	char path[128];
 
@@ -288,7 +288,7 @@ static struct bpf_map_info map_info(int fd)
 /* Open the pinned maps of an attached guard: 0 or an error printed. */
 int open_pinned(const char *name, int *fd)
 {
-	*fd = map_get(name);
+	*fd = stg_pinned(name);
 	if (*fd < 0)
 		return fail("not attached (no %s/%s); run 'starttls-guard "
 			    "attach IFACE' first",
@@ -515,19 +515,28 @@ static int parse_port(const char *s)
 	return v;
 }
 
-/* The interface's link type must carry Ethernet headers: the program
- * parses them (loopback has zeroed ones). Asked of the kernel rather than
- * of /sys, which may belong to another network namespace. */
-static int check_link_type(const char *ifname)
+/* The ARPHRD_* type of interface @ifname, -1 when unknown. Asked of the
+ * kernel rather than of /sys, which may belong to another network
+ * namespace. */
+int stg_link_type(const char *ifname)
 {
 	struct ifreq ifr = {};
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), type;
 
 	if (fd < 0)
-		return 0;
+		return -1;
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
 	type = ioctl(fd, SIOCGIFHWADDR, &ifr) ? -1 : ifr.ifr_hwaddr.sa_family;
 	close(fd);
+	return type;
+}
+
+/* The interface's link type must carry Ethernet headers: the program
+ * parses them (loopback has zeroed ones). */
+static int check_link_type(const char *ifname)
+{
+	int type = stg_link_type(ifname);
+
 	if (type >= 0 && type != ARPHRD_ETHER && type != ARPHRD_LOOPBACK)
 		return fail("%s is not an Ethernet device (link type %d): "
 			    "layer-3 devices (WireGuard, tun) are not supported",
@@ -566,7 +575,7 @@ static int check_pins(struct bpf_object *obj, __u32 max_conns)
 		const char *field = NULL;
 		__u32 pinned = 0, now = 0;
 		int fd = bpf_map__is_internal(map) ? -1
-						   : map_get(bpf_map__name(map));
+						   : stg_pinned(bpf_map__name(map));
 
 		if (fd < 0)
 			continue;
@@ -872,14 +881,18 @@ static int cmd_attach(int argc, char **argv)
 	return stg_attach(&o, argv + optind, argc - optind, false, NULL);
 }
 
-/* The configuration @o makes of @cfg (the running one, or defaults).
- * 0, or 1 printed. */
-static int make_config(const struct stg_opts *o, struct stg_config *cfg)
+/* What a first attach starts from */
+static void config_defaults(struct stg_config *cfg)
 {
-	char err[128];
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mode = STG_MODE_ENFORCE;
+	cfg->default_action = STG_ACT_REQUIRE_TLS;
+	cfg->ports[25 >> 6] |= 1ULL << (25 & 63);
+}
 
-	if (stg_opts_check(o, err, sizeof(err)))
-		return fail("%s", err);
+int stg_make_config(const struct stg_opts *o, struct stg_config *cfg,
+		    char *err, size_t errlen)
+{
 	/* Guarded: the STARTTLS ports and the implicit-TLS ones. A
 	 * STARTTLS port's policy: its own (--port N:POLICY), else --policy
 	 * (given now or before). */
@@ -894,11 +907,12 @@ static int make_config(const struct stg_opts *o, struct stg_config *cfg)
 		__u64 own_auth = o->any_port ? o->auth_ports[w]
 					     : cfg->auth_ports[w] & own;
 
-		if (starttls & tls)
-			return fail("port %d is given both as a STARTTLS port "
-				    "and as an implicit-TLS port (one kept from "
-				    "an earlier attach)",
-				    w * 64 + __builtin_ctzll(starttls & tls));
+		if (starttls & tls) {
+			snprintf(err, errlen, "port %d is given both as a "
+				 "STARTTLS port and as an implicit-TLS port",
+				 w * 64 + __builtin_ctzll(starttls & tls));
+			return -1;
+		}
 		cfg->tls_ports[w] = tls;
 		cfg->ports[w] = starttls | tls;
 		cfg->own_policy[w] = own & starttls;
@@ -916,16 +930,6 @@ static int make_config(const struct stg_opts *o, struct stg_config *cfg)
 					     STG_CFG_NO_OUTBOUND)) | o->direction;
 	if (o->midstream >= 0)
 		cfg->flags = (cfg->flags & ~STG_CFG_MIDSTREAM_PASS) | o->midstream;
-	if (cfg->flags & STG_CFG_ONE_WAY) {
-		bool auth = cfg->flags & STG_CFG_AUTH_ONLY;
-
-		for (int w = 0; w < STG_PORT_WORDS && !auth; w++)
-			auth = cfg->auth_ports[w];
-		if (auth)
-			fprintf(stderr, "starttls-guard: note: with --one-way the "
-				"server's 354 is not seen, so auth-only ports "
-				"and hosts are judged under encrypt\n");
-	}
 	if (o->mode >= 0)
 		cfg->mode = o->mode;
 	if (o->def >= 0)
@@ -933,18 +937,17 @@ static int make_config(const struct stg_opts *o, struct stg_config *cfg)
 	return 0;
 }
 
-int stg_opts_check(const struct stg_opts *o, char *err, size_t errlen)
+int stg_check_opts(const struct stg_opts *o, char *err, size_t errlen)
 {
-	for (int w = 0; w < STG_PORT_WORDS; w++)
-		if (o->any_port && o->any_tls_port &&
-		    (o->ports[w] & o->tls_ports[w])) {
-			snprintf(err, errlen, "port %d is given both as a "
-				 "STARTTLS port and as an implicit-TLS port",
-				 w * 64 + __builtin_ctzll(o->ports[w] &
-							  o->tls_ports[w]));
-			return -1;
-		}
-	return 0;
+	struct stg_config *cfg = malloc(sizeof(*cfg));
+	int rc;
+
+	if (!cfg)
+		return snprintf(err, errlen, "out of memory"), -1;
+	config_defaults(cfg);
+	rc = stg_make_config(o, cfg, err, errlen);
+	free(cfg);
+	return rc;
 }
 
 /* Attach the loaded programs to interface @k (@name), replacing what
@@ -1009,7 +1012,7 @@ bool stg_attached(const char *name)
 {
 	struct stg_iface_key k = { .netns = current_netns(),
 				   .ifindex = if_nametoindex(name) };
-	int ifmap = map_get("ifaces");
+	int ifmap = stg_pinned("ifaces");
 	struct stg_iface cur;
 	bool yes = ifmap >= 0 && k.ifindex &&
 		   !bpf_map_lookup_elem(ifmap, &k, &cur) && !strcmp(cur.name, name);
@@ -1025,11 +1028,11 @@ void stg_release(struct starttls_guard_bpf *skel)
 }
 
 int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
-	       bool fresh, struct starttls_guard_bpf **keep)
+	       bool daemon, struct starttls_guard_bpf **keep)
 {
-	struct stg_config cfg = { .mode = STG_MODE_ENFORCE,
-				  .default_action = STG_ACT_REQUIRE_TLS };
+	struct stg_config cfg;
 	enum stg_scanner scanner = o->scanner;
+	char why[128];
 	struct starttls_guard_bpf *skel = NULL;
 	int *done = NULL, lock = -1, rc = 1, err, ifmap;
 	struct stg_iface_key *ifk = NULL;
@@ -1041,11 +1044,11 @@ int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 	done = calloc(nifs + 1, sizeof(*done));
 	if (!ifk || !done)
 		goto out;
-	/* (With @fresh, for the daemon, an interface gone meanwhile is
-	 * skipped: it follows interfaces as they come and go.) */
+	/* (For the daemon, an interface gone meanwhile is skipped: it
+	 * follows interfaces as they come and go.) */
 	for (int i = 0; i < nifs; i++)
 		if (iface_key(names[i], &ifk[i]) &&
-		    (!fresh || if_nametoindex(names[i])))
+		    (!daemon || if_nametoindex(names[i])))
 			goto out;
 	if (check_env(true))
 		goto out;
@@ -1101,13 +1104,25 @@ int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 				       &old_cfg);
 	/* Options not given keep their values. A new map holds zeros (no
 	 * port at all): the defaults then. */
-	if (!fresh && had_cfg && old_cfg.mode != STG_MODE_OFF &&
+	if (!daemon && had_cfg && old_cfg.mode != STG_MODE_OFF &&
 	    memcmp(old_cfg.ports, ports_none, sizeof(ports_none)))
 		cfg = old_cfg;
 	else
-		cfg.ports[25 >> 6] |= 1ULL << (25 & 63);
-	if (make_config(o, &cfg))
+		config_defaults(&cfg);
+	if (stg_make_config(o, &cfg, why, sizeof(why))) {
+		fail("%s", why);
 		goto out;
+	}
+	if (cfg.flags & STG_CFG_ONE_WAY) {
+		bool auth = cfg.flags & STG_CFG_AUTH_ONLY;
+
+		for (int w = 0; w < STG_PORT_WORDS && !auth; w++)
+			auth = cfg.auth_ports[w];
+		if (auth)
+			say("note: with --one-way the server's 354 is not seen, "
+			    "so auth-only ports and hosts are judged under "
+			    "encrypt");
+	}
 	cfg.scanner = scanner;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.settings), &zero, &cfg,
 				BPF_ANY)) {
@@ -1125,11 +1140,11 @@ int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 	for (int i = 0; i < nifs; i++) {
 		bool added;
 
-		if (fresh && (!ifk[i].ifindex ||
+		if (daemon && (!ifk[i].ifindex ||
 			      if_nametoindex(names[i]) != ifk[i].ifindex))
 			continue; /* gone */
 		err = attach_iface(skel, &ifk[i], names[i], o->want, &added);
-		if (err && fresh && if_nametoindex(names[i]) != ifk[i].ifindex)
+		if (err && daemon && if_nametoindex(names[i]) != ifk[i].ifindex)
 			continue; /* gone while attaching */
 		if (err)
 			goto undo;
@@ -1262,7 +1277,7 @@ static int unpin_if_unused(int ifmap)
 	if (ifmap >= 0 && !bpf_map_get_next_key(ifmap, NULL, &next))
 		return 0;
 	o = starttls_guard_bpf__open();
-	settings = map_get("settings");
+	settings = stg_pinned("settings");
 	/* The mode leads the configuration in every version: the value is
 	 * written at the pinned map's own size. */
 	size = settings >= 0 ? map_info(settings).value_size : 0;
@@ -1313,7 +1328,7 @@ int stg_detach_all(bool force)
 		return 0;
 	if (lock < 0)
 		return fail("couldn't open %s: %s", stg_pin_dir, strerror(-lock));
-	ifmap = map_get("ifaces");
+	ifmap = stg_pinned("ifaces");
 	rc = detach_every(ifmap, force);
 	rc |= unpin_if_unused(ifmap);
 	if (ifmap >= 0)
@@ -1322,7 +1337,7 @@ int stg_detach_all(bool force)
 	return rc;
 }
 
-int stg_prune(char *const *names, int n, bool prune)
+int stg_prune(char *const *names, int n)
 {
 	struct stg_iface_key keys[STG_MAX_IFACES], key, *prev = NULL;
 	__u64 netns = current_netns();
@@ -1331,7 +1346,7 @@ int stg_prune(char *const *names, int n, bool prune)
 	lock = lock_pin_dir(false);
 	if (lock < 0)
 		return 0;
-	ifmap = map_get("ifaces");
+	ifmap = stg_pinned("ifaces");
 	while (ifmap >= 0 && nkeys < STG_MAX_IFACES &&
 	       !bpf_map_get_next_key(ifmap, prev, &key)) {
 		keys[nkeys++] = key;
@@ -1356,7 +1371,7 @@ int stg_prune(char *const *names, int n, bool prune)
 		}
 		for (int j = 0; j < n; j++)
 			wanted |= !strcmp(names[j], name);
-		if (prune && !wanted) {
+		if (!wanted) {
 			detach_one(ifmap, &keys[i], &cur, netns, false);
 			continue;
 		}
@@ -1394,7 +1409,7 @@ static int cmd_detach(int argc, char **argv)
 	}
 	if (lock < 0)
 		return fail("couldn't open %s: %s", stg_pin_dir, strerror(-lock));
-	ifmap = map_get("ifaces");
+	ifmap = stg_pinned("ifaces");
 	for (int i = 1; ifmap >= 0 && i < argc; i++) {
 		struct stg_iface_key k = { .netns = netns,
 					   .ifindex = if_nametoindex(argv[i]) };
@@ -1637,7 +1652,7 @@ int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity)
 	struct stg_conn_key k, *prev = NULL;
 	__u64 *vals;
 
-	if (ncpu <= 0 || (fd = map_get("counters")) < 0)
+	if (ncpu <= 0 || (fd = stg_pinned("counters")) < 0)
 		return -1;
 	vals = calloc(ncpu, sizeof(*vals)); /* value_size 8: no padding */
 	memset(sum, 0, STG_C_MAX * sizeof(*sum));
@@ -1651,7 +1666,7 @@ int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity)
 	close(fd);
 	*tracked = 0;
 	*capacity = 0;
-	fd = map_get("conns");
+	fd = stg_pinned("conns");
 	if (fd >= 0) {
 		while (!bpf_map_get_next_key(fd, prev, &k)) {
 			++*tracked;
