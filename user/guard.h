@@ -23,6 +23,9 @@ extern const char *const action_names[4];
 /* One line "starttls-guard: ..." on stderr; fail() returns 1. */
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A bad command line: one line naming @cmd's usage, exit 2. */
+void usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
 /* Root, BTF, bpffs (mounted if @mount_bpffs): 0, 1 on an error, 2 when
  * there is no bpffs. */
 int check_env(bool mount_bpffs);
@@ -51,6 +54,22 @@ struct stg_opts {
 };
 
 void stg_opts_init(struct stg_opts *o);
+/* The options of attach that shape the configuration (also replay's):
+ * getopt_long() entries, their codes stg_opt_set()'s. */
+#define STG_CONFIG_OPTIONS                                                  \
+	{ "port", required_argument, NULL, 'p' },                          \
+	{ "monitor", no_argument, NULL, 'm' },                             \
+	{ "enforce", no_argument, NULL, 'e' },                             \
+	{ "default", required_argument, NULL, 'd' },                       \
+	{ "implicit-tls-port", required_argument, NULL, 'I' },             \
+	{ "direction", required_argument, NULL, 'D' },                     \
+	{ "midstream", required_argument, NULL, 'M' },                     \
+	{ "max-connections", required_argument, NULL, 'C' },               \
+	{ "scanner", required_argument, NULL, 'S' },                       \
+	{ "policy", required_argument, NULL, 'P' },                        \
+	{ "upgrade-verb", required_argument, NULL, 'U' },                  \
+	{ "one-way", no_argument, NULL, 'O' },                             \
+	{ "two-way", no_argument, NULL, 'W' }
 /* Set option @opt (attach's short code: 'p' --port, 'P' --policy, ...)
  * to @arg. Returns 0, or -1 with what is wrong in @err. */
 int stg_opt_set(struct stg_opts *o, int opt, const char *arg, char *err,
@@ -62,6 +81,12 @@ int stg_make_config(const struct stg_opts *o, struct stg_config *cfg,
 		    char *err, size_t errlen);
 /* What is wrong with @o over the defaults, in @err: 0 or -1. */
 int stg_check_opts(const struct stg_opts *o, char *err, size_t errlen);
+
+/* The configuration a first attach starts from */
+void stg_config_defaults(struct stg_config *cfg);
+/* Load @skel (opened, maps set up) with scanner @want (enum stg_scanner).
+ * Returns the scanner loaded, or -1 (printed). */
+int stg_load(struct starttls_guard_bpf *skel, int want);
 
 /* Load the guard (reusing the pinned maps), configure it and attach it
  * to interfaces @names (of this network namespace), swapping the program
@@ -86,6 +111,10 @@ void stg_release(struct starttls_guard_bpf *skel);
 
 /* Counters summed over CPUs; tracked connections, table size. 0 or -1. */
 int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity);
+/* The counters map @fd summed over CPUs into @sum: 0 or -1. */
+int stg_sum_counters(int fd, __u64 sum[STG_C_MAX]);
+/* As "stats" shows them (JSON: one object, no newline). */
+void stg_print_counters(const __u64 sum[STG_C_MAX], __u64 tracked, bool json);
 
 /* The daemon's configuration file (conf.c, starttls-guard.conf(5)). */
 #define STG_CONF_PATH "/etc/starttls-guard/starttls-guard.conf"
@@ -120,5 +149,6 @@ void stg_event_format(const struct stg_event *e, bool json, char *buf,
 		      size_t len);
 int cmd_events(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 #endif /* STG_GUARD_H */

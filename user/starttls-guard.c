@@ -101,7 +101,7 @@ const char *const action_names[4] = {
 };
 
 /* A usage error: one line saying what is wrong, exit 2. */
-static void usage_error(const char *cmd, const char *fmt, ...)
+void usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -831,20 +831,8 @@ static const char *bad_option(char **argv)
 static int cmd_attach(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "port", required_argument, NULL, 'p' },
-		{ "monitor", no_argument, NULL, 'm' },
-		{ "enforce", no_argument, NULL, 'e' },
-		{ "default", required_argument, NULL, 'd' },
+		STG_CONFIG_OPTIONS,
 		{ "tc-mode", required_argument, NULL, 'T' },
-		{ "implicit-tls-port", required_argument, NULL, 'I' },
-		{ "direction", required_argument, NULL, 'D' },
-		{ "midstream", required_argument, NULL, 'M' },
-		{ "max-connections", required_argument, NULL, 'C' },
-		{ "scanner", required_argument, NULL, 'S' },
-		{ "policy", required_argument, NULL, 'P' },
-		{ "upgrade-verb", required_argument, NULL, 'U' },
-		{ "one-way", no_argument, NULL, 'O' },
-		{ "two-way", no_argument, NULL, 'W' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -882,7 +870,7 @@ static int cmd_attach(int argc, char **argv)
 }
 
 /* What a first attach starts from */
-static void config_defaults(struct stg_config *cfg)
+void stg_config_defaults(struct stg_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->mode = STG_MODE_ENFORCE;
@@ -944,7 +932,7 @@ int stg_check_opts(const struct stg_opts *o, char *err, size_t errlen)
 
 	if (!cfg)
 		return snprintf(err, errlen, "out of memory"), -1;
-	config_defaults(cfg);
+	stg_config_defaults(cfg);
 	rc = stg_make_config(o, cfg, err, errlen);
 	free(cfg);
 	return rc;
@@ -1027,6 +1015,30 @@ void stg_release(struct starttls_guard_bpf *skel)
 	starttls_guard_bpf__destroy(skel);
 }
 
+/* Load @skel with the scanner @want (auto: bpf_loop where the kernel has
+ * it). Returns the scanner loaded, or -1 (printed). */
+int stg_load(struct starttls_guard_bpf *skel, int want)
+{
+	int scanner;
+	int err;
+
+	if (want == STG_SCAN_LOOP && !stg_has_loop())
+		return fail("--scanner loop: this kernel has no bpf_loop (it "
+			    "came in 5.17)"), -1;
+	scanner = stg_pick_scanner(skel, want);
+	err = starttls_guard_bpf__load(skel);
+	if (err == -EPERM)
+		return fail("couldn't load the BPF program: the kernel refused "
+			    "bpf() (it needs CAP_BPF, CAP_PERFMON and "
+			    "CAP_NET_ADMIN, and a seccomp profile that allows "
+			    "bpf(): in a container, see the README's Kubernetes "
+			    "notes)"), -1;
+	if (err)
+		return fail("couldn't load the BPF program: %s (run with -v "
+			    "for the verifier log)", strerror(-err)), -1;
+	return scanner;
+}
+
 int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 	       bool daemon, struct starttls_guard_bpf **keep)
 {
@@ -1075,27 +1087,11 @@ int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 	}
 	if (o->max_conns)
 		bpf_map__set_max_entries(skel->maps.conns, o->max_conns);
-	if (scanner == STG_SCAN_LOOP && !stg_has_loop()) {
-		fail("--scanner loop: this kernel has no bpf_loop (it came "
-		     "in 5.17)");
-		goto out;
-	}
-	scanner = stg_pick_scanner(skel, scanner);
 	if (check_pins(skel->obj, o->max_conns))
 		goto out;
-	err = starttls_guard_bpf__load(skel);
-	if (err == -EPERM) {
-		fail("couldn't load the BPF program: the kernel refused bpf() "
-		     "(it needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and a "
-		     "seccomp profile that allows bpf(): in a container, see "
-		     "the README's Kubernetes notes)");
+	scanner = stg_load(skel, scanner);
+	if (scanner < 0)
 		goto out;
-	}
-	if (err) {
-		fail("couldn't load the BPF program: %s (run with -v for the "
-		     "verifier log)", strerror(-err));
-		goto out;
-	}
 
 	/* Config first, then the scanners, then the hooks: a packet never
 	 * meets a half-configured guard. The old config comes back if an
@@ -1108,7 +1104,7 @@ int stg_attach(const struct stg_opts *o, char *const *names, int nifs,
 	    memcmp(old_cfg.ports, ports_none, sizeof(ports_none)))
 		cfg = old_cfg;
 	else
-		config_defaults(&cfg);
+		stg_config_defaults(&cfg);
 	if (stg_make_config(o, &cfg, why, sizeof(why))) {
 		fail("%s", why);
 		goto out;
@@ -1646,23 +1642,32 @@ static int cmd_allow(int argc, char **argv)
 
 /* --- stats --------------------------------------------------------------- */
 
-int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity)
+int stg_sum_counters(int fd, __u64 sum[STG_C_MAX])
 {
-	int ncpu = libbpf_num_possible_cpus(), fd;
-	struct stg_conn_key k, *prev = NULL;
+	int ncpu = libbpf_num_possible_cpus();
 	__u64 *vals;
 
-	if (ncpu <= 0 || (fd = stg_pinned("counters")) < 0)
-		return -1;
-	vals = calloc(ncpu, sizeof(*vals)); /* value_size 8: no padding */
+	if (ncpu <= 0 || !(vals = calloc(ncpu, sizeof(*vals))))
+		return -1; /* value_size 8: no padding between CPUs */
 	memset(sum, 0, STG_C_MAX * sizeof(*sum));
-	for (__u32 i = 0; vals && i < STG_C_MAX; i++) {
+	for (__u32 i = 0; i < STG_C_MAX; i++) {
 		if (bpf_map_lookup_elem(fd, &i, vals))
 			continue;
 		for (int c = 0; c < ncpu; c++)
 			sum[i] += vals[c];
 	}
 	free(vals);
+	return 0;
+}
+
+int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity)
+{
+	struct stg_conn_key k, *prev = NULL;
+	int fd = stg_pinned("counters"), err;
+
+	if (fd < 0)
+		return -1;
+	err = stg_sum_counters(fd, sum);
 	close(fd);
 	*tracked = 0;
 	*capacity = 0;
@@ -1675,30 +1680,14 @@ int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity)
 		*capacity = map_info(fd).max_entries;
 		close(fd);
 	}
-	return vals ? 0 : -1;
+	return err;
 }
 
-static int cmd_stats(int argc, char **argv)
+void stg_print_counters(const __u64 sum[STG_C_MAX], __u64 tracked,
+			bool json)
 {
-	__u64 sum[STG_C_MAX], resets = 0, tracked, evicted = 0;
-	bool json = argc == 2 && !strcmp(argv[1], "--json");
-	__u32 capacity;
-	int fd;
+	__u64 resets = 0, evicted = 0;
 
-	if (help_asked(argc, argv, "Usage: starttls-guard stats [--json]\n"
-				   "Show the counters, summed over CPUs.\n"))
-		return 0;
-	if (argc > 1 && !json) {
-		const char *bad = strcmp(argv[1], "--json") ? argv[1] : argv[2];
-
-		usage_error("stats", "%s '%s'", bad[0] == '-' ? "unknown option"
-					       : "unexpected argument", bad);
-	}
-	if (check_env(false) || open_pinned("counters", &fd))
-		return 1;
-	close(fd);
-	if (stg_read_counters(sum, &tracked, &capacity))
-		return fail("couldn't read the counters: %s", strerror(errno));
 	for (int r = 1; r < STG_R_MAX; r++)
 		resets += sum[STG_C_RESETS + r];
 	/* Entries evicted from a full table: made, less closed, less left
@@ -1719,8 +1708,8 @@ static int cmd_stats(int argc, char **argv)
 			printf("%s\"%s\":%llu", r > 1 ? "," : "",
 			       reason_names[r],
 			       (unsigned long long)sum[STG_C_RESETS + r]);
-		printf("}}\n");
-		return 0;
+		printf("}}");
+		return;
 	}
 	for (int i = 0; i < STG_C_RESETS; i++)
 		printf("%-26s %llu\n", counter_names[i],
@@ -1731,6 +1720,32 @@ static int cmd_stats(int argc, char **argv)
 	for (int r = 1; r < STG_R_MAX; r++)
 		printf("  %-24s %llu\n", reason_names[r],
 		       (unsigned long long)sum[STG_C_RESETS + r]);
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+	bool json = argc == 2 && !strcmp(argv[1], "--json");
+	__u64 sum[STG_C_MAX], tracked;
+	__u32 capacity;
+	int fd;
+
+	if (help_asked(argc, argv, "Usage: starttls-guard stats [--json]\n"
+				   "Show the counters, summed over CPUs.\n"))
+		return 0;
+	if (argc > 1 && !json) {
+		const char *bad = strcmp(argv[1], "--json") ? argv[1] : argv[2];
+
+		usage_error("stats", "%s '%s'", bad[0] == '-' ? "unknown option"
+					       : "unexpected argument", bad);
+	}
+	if (check_env(false) || open_pinned("counters", &fd))
+		return 1;
+	close(fd);
+	if (stg_read_counters(sum, &tracked, &capacity))
+		return fail("couldn't read the counters: %s", strerror(errno));
+	stg_print_counters(sum, tracked, json);
+	if (json)
+		printf("\n");
 	return 0;
 }
 
@@ -1755,6 +1770,8 @@ static const char usage[] =
 	"      [--log stdout|syslog] [--keep-attached]\n"
 	"                           run as a daemon, as FILE says (default\n"
 	"                           " STG_CONF_PATH ")\n"
+	"  replay [options] FILE... what the guard would have done with the\n"
+	"                           connections of pcap/pcapng captures\n"
 	"  help                     this help\n"
 	"\n"
 	"  --version                the version\n"
@@ -1798,6 +1815,8 @@ int main(int argc, char **argv)
 		return cmd_events(argc, argv);
 	if (!strcmp(argv[0], "run"))
 		return cmd_run(argc, argv);
+	if (!strcmp(argv[0], "replay"))
+		return cmd_replay(argc, argv);
 	usage_error(NULL, "unknown command '%s'", argv[0]);
 	return 2;
 }
