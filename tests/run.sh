@@ -37,6 +37,7 @@ suite() { # NAME CMD...
 suite "protocol logic (host)" "$build/test_smtp"
 suite "packets (BPF_PROG_TEST_RUN)" "$build/test_packets"
 suite "end to end (namespaces, Postfix)" bash "$here/e2e.sh"
+suite "replay (captures)" bash "$here/replay.sh"
 suite "operations (daemon, container, install, manifests)" bash "$here/ops.sh"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" = 0 ]

@@ -262,10 +262,32 @@ static int run_one(struct replay *r, const __u8 *f, __u32 len, bool cut)
 	return 0;
 }
 
-/* Run @f, cutting a TCP segment bigger than a test run takes into
- * SEG_PAYLOAD-byte segments (headers copied, lengths and sequence
- * numbers set, FIN and PSH on the last). */
-static int run_frame(struct replay *r, const __u8 *f, __u32 len, bool cut)
+/* Set the IP length of frame @f (IP header at @l3) to its @len bytes */
+static void set_ip_len(__u8 *f, __u32 l3, __u32 len)
+{
+	if (f[l3] >> 4 == 4) {
+		struct iphdr *ip = (struct iphdr *)(f + l3);
+		__u32 sum = 0;
+
+		ip->tot_len = htons(len - l3);
+		ip->check = 0;
+		for (int i = 0; i < ip->ihl * 2; i++)
+			sum += ((__u16 *)ip)[i];
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		ip->check = ~sum;
+	} else {
+		((struct ipv6hdr *)(f + l3))->payload_len =
+			htons(len - l3 - sizeof(struct ipv6hdr));
+	}
+}
+
+/* Run frame @f. A capture taken before segmentation holds what TSO and
+ * GRO made: an IP length of 0 (BIG TCP) and packets of up to 64 KiB,
+ * bigger than a test run takes. Those are run as the wire carried
+ * them: cut into SEG_PAYLOAD-byte segments (headers copied, lengths and
+ * sequence numbers set, FIN and PSH on the last). */
+static int run_frame(struct replay *r, __u8 *f, __u32 len, bool cut)
 {
 	static __u8 seg[FRAME_MAX];
 	struct stg_conn_key k;
@@ -273,9 +295,13 @@ static int run_frame(struct replay *r, const __u8 *f, __u32 len, bool cut)
 	__u32 l3, l4, hl, pay, seq;
 	struct tcphdr *th;
 
+	l4 = tcp_of(f, len, &r->cfg, &k, &c2s, &l3);
+	if (l4 && len - l3 <= 0xffff && !cut &&
+	    !(f[l3] >> 4 == 4 ? ((struct iphdr *)(f + l3))->tot_len
+			      : ((struct ipv6hdr *)(f + l3))->payload_len))
+		set_ip_len(f, l3, len);
 	if (len <= FRAME_MAX)
 		return run_one(r, f, len, cut);
-	l4 = tcp_of(f, len, &r->cfg, &k, &c2s, &l3);
 	if (!l4 || len < l4 + ((const struct tcphdr *)(f + l4))->doff * 4u) {
 		r->failed++; /* too big, and not a guarded TCP packet */
 		return 0;
@@ -284,30 +310,15 @@ static int run_frame(struct replay *r, const __u8 *f, __u32 len, bool cut)
 	seq = ntohl(((const struct tcphdr *)(f + l4))->seq);
 	for (pay = hl; pay < len; pay += SEG_PAYLOAD) {
 		__u32 n = len - pay < SEG_PAYLOAD ? len - pay : SEG_PAYLOAD;
-		bool last = pay + n == len;
 		int err;
 
 		memcpy(seg, f, hl);
 		memcpy(seg + hl, f + pay, n);
 		th = (struct tcphdr *)(seg + l4);
 		th->seq = htonl(seq + (pay - hl));
-		if (!last)
+		if (pay + n < len)
 			th->fin = th->psh = 0;
-		if (seg[l3] >> 4 == 4) {
-			struct iphdr *ip = (struct iphdr *)(seg + l3);
-			__u32 sum = 0;
-
-			ip->tot_len = htons(hl - l3 + n);
-			ip->check = 0;
-			for (int i = 0; i < ip->ihl * 2; i++)
-				sum += ((__u16 *)ip)[i];
-			while (sum >> 16)
-				sum = (sum & 0xffff) + (sum >> 16);
-			ip->check = ~sum;
-		} else {
-			((struct ipv6hdr *)(seg + l3))->payload_len =
-				htons(hl - l3 - sizeof(struct ipv6hdr) + n);
-		}
+		set_ip_len(seg, l3, hl + n);
 		err = run_one(r, seg, hl + n, cut);
 		if (err)
 			return err;
