@@ -105,6 +105,12 @@ tests: $(OUT)/starttls-guard $(OUT)/test_smtp $(OUT)/test_packets
 test: tests
 	$(Q)bash tests/run.sh
 
+# The interoperability matrix alone (also part of make test): real
+# servers x real clients through the guard; README=1 writes the matrix
+# into tests/interop/README.md.
+interop: $(OUT)/starttls-guard
+	$(Q)bash tests/interop/interop.sh $(if $(README),--readme)
+
 # libFuzzer on the protocol logic (host build, ASan, UBSan): FUZZ_TIME
 # seconds, corpus kept in build/fuzz-corpus.
 FUZZ_TIME ?= 300
@@ -139,4 +145,4 @@ demo: $(OUT)/starttls-guard
 clean:
 	$(Q)rm -rf $(OUT)
 
-.PHONY: all tests test demo fuzz clean static install uninstall image bench
+.PHONY: all tests test interop demo fuzz clean static install uninstall image bench

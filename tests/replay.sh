@@ -65,8 +65,6 @@ json_same() {
 		python3 -c 'import json,sys
 for c in json.load(sys.stdin)["connections"]:
     print(c["client_port"], c["decision"])') || return 1
-	b=$(cd "$caps" && "$G_BIN" replay sessions.pcapng | sed -n '/^$/q;p' |
-		sed -E 's/^.*:([0-9]+) -> .*  ([^ ].*)$/\1 \2/; s/^([0-9]+) state .*  /\1 /')
 	[ -n "$a" ] && [ "$(printf '%s\n' "$a" | wc -l)" = 4 ] || { echo "json: $a"; return 1; }
 	b=$(cd "$caps" && "$G_BIN" replay sessions.pcapng | sed -n '/^$/q;p' |
 		awk '{ split($1, a, ":"); port = a[length(a)]; sub(/^.*  /, ""); print port, $0 }')

@@ -38,6 +38,7 @@ suite "protocol logic (host)" "$build/test_smtp"
 suite "packets (BPF_PROG_TEST_RUN)" "$build/test_packets"
 suite "end to end (namespaces, Postfix)" bash "$here/e2e.sh"
 suite "replay (captures)" bash "$here/replay.sh"
+suite "interop (servers x clients)" bash "$here/interop/interop.sh"
 suite "operations (daemon, container, install, manifests)" bash "$here/ops.sh"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" = 0 ]
