@@ -64,7 +64,9 @@ json_same() {
 	a=$(cd "$caps" && "$G_BIN" replay --json sessions.pcapng |
 		python3 -c 'import json,sys
 for c in json.load(sys.stdin)["connections"]:
-    print(c["client_port"], c["decision"])') || return 1
+    print(c["client_port"], c["decision"] +
+          (" (%s)" % c["verb"] if "verb" in c else "") +
+          (" at %s" % c["time"] if "time" in c else ""))') || return 1
 	[ -n "$a" ] && [ "$(printf '%s\n' "$a" | wc -l)" = 4 ] || { echo "json: $a"; return 1; }
 	b=$(cd "$caps" && "$G_BIN" replay sessions.pcapng | sed -n '/^$/q;p' |
 		awk '{ split($1, a, ":"); port = a[length(a)]; sub(/^.*  /, ""); print port, $0 }')
@@ -76,8 +78,8 @@ t "--json carries the same decisions" json_same
 config_file() {
 	printf 'mode = monitor\nexempt = 2001:db8::10\n' >"$tmp/c.conf"
 	out=$(cd "$caps" && "$G_BIN" replay --config "$tmp/c.conf" sessions.pcapng) || return 1
-	printf '%s\n' "$out" | grep -q '^192.0.2.10:.*monitor: plaintext_command$' &&
-	printf '%s\n' "$out" | grep -c '^\[2001:db8::10\]:.*  exempt$' | grep -qx 2 ||
+	printf '%s\n' "$out" | grep -q '^192.0.2.10:.*monitor: plaintext_command (MAIL) at ' &&
+	printf '%s\n' "$out" | grep -c '^\[2001:db8::10\]:.*  exempt at ' | grep -qx 2 ||
 		{ printf '%s\n' "$out"; return 1; }
 }
 t "--config: the file's mode and hosts" config_file
@@ -104,12 +106,79 @@ PY
 }
 t "a capture cut by its snap length: warned, connections marked" cut_short
 
+# A tuple used again (after a new SYN) is a connection of its own: the
+# plaintext session of totlen0.pcap moved onto the STARTTLS session's
+# client port gives two lines on one tuple, tls then reset.
+reused_tuple() {
+	python3 - "$caps/totlen0.pcap" "$tmp/reused.pcap" <<'PY' || return 1
+import struct, sys
+raw = bytearray(open(sys.argv[1], "rb").read())
+ports, off = [], 24
+while off < len(raw):
+    cap, = struct.unpack("<I", raw[off + 8:off + 12])
+    p = off + 16
+    if raw[p + 12:p + 14] == b"\x08\x00":
+        tcp = p + 14 + (raw[p + 14] & 15) * 4
+        sport, dport = struct.unpack(">HH", raw[tcp:tcp + 4])
+        if dport == 25 and sport not in ports:
+            ports.append(sport)
+        if len(ports) > 1:
+            if sport == ports[1]:
+                raw[tcp:tcp + 2] = struct.pack(">H", ports[0])
+            if dport == ports[1]:
+                raw[tcp + 2:tcp + 4] = struct.pack(">H", ports[0])
+    off = p + cap
+open(sys.argv[2], "wb").write(raw)
+PY
+	out=$("$G_BIN" replay "$tmp/reused.pcap") || return 1
+	printf '%s\n' "$out" | grep '^192.0.2.10:' | awk '{print $1, $NF}' >"$tmp/lines"
+	[ "$(grep -c . "$tmp/lines")" = 2 ] &&
+		[ "$(cut -d' ' -f1 "$tmp/lines" | sort -u | wc -l)" = 1 ] &&
+		printf '%s\n' "$out" | grep '^192.0.2.10:' | head -n1 | grep -q '  tls at ' &&
+		printf '%s\n' "$out" | grep '^192.0.2.10:' | tail -n1 | grep -q 'reset: plaintext_command (MAIL)' ||
+		{ printf '%s\n' "$out"; return 1; }
+}
+t "a tuple used again is a connection of its own" reused_tuple
+
+# Which way packets went: without --local or a cooked capture, every
+# connection is inbound, and replay says so when --direction matters.
+direction_note() {
+	out=$(cd "$caps" && "$G_BIN" replay --direction inbound outbound-eth.pcap 2>&1) || return 1
+	printf '%s\n' "$out" | grep -q 'note: --direction: .* taken as inbound' &&
+	printf '%s\n' "$out" | grep -q '^192.0.2.25:.*reset: plaintext_command' ||
+		{ printf '%s\n' "$out"; return 1; }
+	out=$(cd "$caps" && "$G_BIN" replay --direction inbound outbound.pcap 2>&1) || return 1
+	! printf '%s\n' "$out" | grep -q 'note: --direction' || { printf '%s\n' "$out"; return 1; }
+}
+t "--direction without --local: every connection inbound, and said" direction_note
+
+# A capture whose writer was killed mid-packet is replayed up to there;
+# one with nothing on a guarded port says so.
+partial_files() {
+	head -c -20 "$caps/injection.pcap" >"$tmp/trunc.pcap"
+	out=$("$G_BIN" replay "$tmp/trunc.pcap" 2>&1) || { echo "exit $?: $out"; return 1; }
+	printf '%s\n' "$out" | grep -q 'warning: .*trunc.pcap: .*replayed up to there' &&
+	printf '%s\n' "$out" | grep -q '^192.0.2.10:.*reset: starttls_injection' ||
+		{ printf '%s\n' "$out"; return 1; }
+	out=$("$G_BIN" replay --port 587 "$caps/injection.pcap" 2>&1) || return 1
+	printf '%s\n' "$out" | grep -q 'note: no packet of the captures is on a guarded port' ||
+		{ printf '%s\n' "$out"; return 1; }
+}
+t "a truncated capture replayed up to its end; no guarded port said" partial_files
+
 # Errors: one line, exit 1 for what cannot be read, 2 for the command line.
 errors() {
 	local out rc
 	out=$("$G_BIN" replay "$tmp/nonexistent.pcap" 2>&1); rc=$?
 	[ $rc = 1 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] &&
-		[[ $out == *nonexistent.pcap* ]] || { echo "missing file: rc $rc: $out"; return 1; }
+		[ "$(grep -o nonexistent.pcap <<<"$out" | wc -l)" = 1 ] ||
+		{ echo "missing file: rc $rc: $out"; return 1; }
+	# a file that cannot be read is said before anything is replayed
+	out=$("$G_BIN" replay "$caps/injection.pcap" "$tmp/nonexistent.pcap" 2>&1); rc=$?
+	[ $rc = 1 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || { echo "second file missing: rc $rc: $out"; return 1; }
+	printf 'mode = sometimes\n' >"$tmp/bad.conf"
+	out=$("$G_BIN" replay --config "$tmp/bad.conf" "$caps/injection.pcap" 2>&1); rc=$?
+	[ $rc = 2 ] && [[ $out == *bad.conf:1:* ]] || { echo "bad config: rc $rc: $out"; return 1; }
 	echo "not a capture" >"$tmp/text.pcap"
 	out=$("$G_BIN" replay "$tmp/text.pcap" 2>&1); rc=$?
 	[ $rc = 1 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || { echo "text file: rc $rc: $out"; return 1; }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "guard.h"
 #include "cidr.h"
@@ -228,6 +229,18 @@ int stg_conf_load(const char *path, struct stg_conf *c, char *err,
 	stg_opts_init(&c->opts);
 	if (!f)
 		return snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1;
+	{
+		struct stat st;
+
+		/* (not /dev/zero, not a terabyte by mistake) */
+		if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) ||
+		    st.st_size > STG_CONF_MAX_SIZE) {
+			fclose(f);
+			return snprintf(err, errlen, "%s: not a regular file of "
+					"at most %d bytes", path,
+					STG_CONF_MAX_SIZE), -1;
+		}
+	}
 	while (getline(&line, &cap, f) > 0) {
 		size_t l = strcspn(line, "\r\n");
 

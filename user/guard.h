@@ -119,6 +119,7 @@ void stg_print_counters(const __u64 sum[STG_C_MAX], __u64 tracked, bool json);
 /* The daemon's configuration file (conf.c, starttls-guard.conf(5)). */
 #define STG_CONF_PATH "/etc/starttls-guard/starttls-guard.conf"
 #define STG_CONF_MAX_IFACES 64
+#define STG_CONF_MAX_SIZE (4 << 20)	/* bytes: 16,384 hosts fit well */
 
 struct stg_conf_host {
 	struct stg_host_key key;

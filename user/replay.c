@@ -14,11 +14,16 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -31,27 +36,36 @@
 #include "guard.h"
 #include "jmp.h"
 
-/* What BPF_PROG_TEST_RUN takes for a TC program is at most a page: a
- * bigger packet (GRO and TSO make them, up to 64 KiB) is cut into
- * segments of this much payload, as the wire carried it. */
+/* What BPF_PROG_TEST_RUN takes for a TC program is at most a page less
+ * the skb's head and tail room: 3712 bytes on x86-64. A bigger packet
+ * (GRO and TSO make them, BIG TCP up to 256 KiB, a jumbo MTU) is cut
+ * into segments of SEG_PAYLOAD bytes of payload, as the wire carried it. */
 #define SEG_PAYLOAD 1448
-#define FRAME_MAX 4000
+#define FRAME_MAX 3712
+#define CAPTURE_MAX 262144	/* libpcap's largest packet */
 
-/* One connection seen in the captures */
+/* One connection seen in the captures (a tuple used again after a new
+ * SYN is a connection of its own) */
 struct rconn {
 	struct stg_conn_key key;
 	__u64 packets;
+	__u32 syn_seq;		/* its SYN's, when the SYN was seen */
+	bool syn;
+	bool midstream;		/* begun before the capture */
 	bool tracked;		/* the guard kept state for it */
 	bool closed;		/* ... and removed it at the close */
 	bool cut;		/* a packet of it was cut short by the snap length */
 	__u8 phase;		/* the last state in the table */
 	__u8 ev, reason;	/* the decision: its event, its reason */
+	__u64 verb[2];		/* ... the command's verb */
+	struct timeval when;	/* ... the time of the packet that made it */
 };
 
 static struct {
-	struct rconn *c;
-	size_t n, cap;		/* cap: a power of two */
-	__u32 *order;		/* indexes in order of first packet */
+	struct rconn *c;	/* in order of first packet */
+	size_t n, cap;
+	__u32 *slot;		/* hash of keys: index + 1 of the latest, or 0 */
+	size_t nslots;		/* a power of two */
 } tab;
 
 static __u32 key_hash(const struct stg_conn_key *k)
@@ -64,42 +78,61 @@ static __u32 key_hash(const struct stg_conn_key *k)
 	return h;
 }
 
-static struct rconn *conn_get(const struct stg_conn_key *k)
+/* The slot of key @k: its connection's, or the empty one to fill */
+static __u32 *slot_of(const struct stg_conn_key *k)
 {
-	size_t i;
+	size_t i = key_hash(k) & (tab.nslots - 1);
 
-	if (tab.n * 2 >= tab.cap) {
+	while (tab.slot[i] && memcmp(&tab.c[tab.slot[i] - 1].key, k, sizeof(*k)))
+		i = (i + 1) & (tab.nslots - 1);
+	return &tab.slot[i];
+}
+
+/* The latest connection on tuple @k, or NULL */
+static struct rconn *conn_find(const struct stg_conn_key *k)
+{
+	__u32 *s = tab.nslots ? slot_of(k) : NULL;
+
+	return s && *s ? &tab.c[*s - 1] : NULL;
+}
+
+/* A new connection on tuple @k (NULL: out of memory) */
+static struct rconn *conn_new(const struct stg_conn_key *k)
+{
+	if (tab.n == tab.cap) {
 		size_t cap = tab.cap ? tab.cap * 2 : 1024;
-		struct rconn *c = calloc(cap, sizeof(*c));
-		__u32 *order = realloc(tab.order, cap * sizeof(*order));
+		struct rconn *c = realloc(tab.c, cap * sizeof(*c));
 
-		if (!c || !order) {
-			free(c);
-			free(order);
+		if (!c)
 			return NULL;
-		}
-		tab.order = order;
-		for (size_t n = 0; n < tab.n; n++) {
-			struct rconn *o = &tab.c[tab.order[n]];
-
-			for (i = key_hash(&o->key) & (cap - 1); c[i].packets;
-			     i = (i + 1) & (cap - 1))
-				;
-			c[i] = *o;
-			tab.order[n] = i;
-		}
-		free(tab.c);
 		tab.c = c;
 		tab.cap = cap;
 	}
-	for (i = key_hash(k) & (tab.cap - 1); tab.c[i].packets;
-	     i = (i + 1) & (tab.cap - 1))
-		if (!memcmp(&tab.c[i].key, k, sizeof(*k)))
-			return &tab.c[i];
-	tab.c[i].key = *k;
-	tab.order[tab.n++] = i;
-	return &tab.c[i];
+	if ((tab.n + 1) * 2 > tab.nslots) {
+		size_t old = tab.nslots;
+		__u32 *was = tab.slot;
+
+		tab.nslots = old ? old * 2 : 2048;
+		tab.slot = calloc(tab.nslots, sizeof(*tab.slot));
+		if (!tab.slot) {
+			tab.slot = was;
+			tab.nslots = old;
+			return NULL;
+		}
+		/* the latest connection of each tuple, again */
+		for (size_t i = 0; i < old; i++)
+			if (was[i])
+				*slot_of(&tab.c[was[i] - 1].key) = was[i];
+		free(was);
+	}
+	memset(&tab.c[tab.n], 0, sizeof(tab.c[tab.n]));
+	tab.c[tab.n].key = *k;
+	*slot_of(k) = ++tab.n;
+	return &tab.c[tab.n - 1];
 }
+
+/* The capture's time of the packet being run */
+static struct timeval now;
 
 /* The decision an event makes: a reset (or a denied host) stands over
  * anything else; otherwise the first. */
@@ -109,13 +142,13 @@ static int on_event(void *ctx, void *data, size_t len)
 	struct rconn *c;
 
 	(void)ctx;
-	if (len < sizeof(*e) || !(c = conn_get(&e->key)))
+	if (len < sizeof(*e) || !(c = conn_find(&e->key)))
 		return 0;
-	if (!c->packets)
-		c->packets = 1; /* not seen in a packet: cannot happen */
 	if (!c->ev || e->type == STG_EV_RESET || e->type == STG_EV_DENIED) {
 		c->ev = e->type;
 		c->reason = e->reason;
+		memcpy(c->verb, e->verb, sizeof(c->verb));
+		c->when = now;
 	}
 	return 0;
 }
@@ -164,7 +197,8 @@ static __u32 tcp_of(const __u8 *f, __u32 len, const struct stg_config *cfg,
 		memcpy(k->srv_addr, &ip6->daddr, 16);
 		nh = ip6->nexthdr;
 		off += sizeof(*ip6);
-		for (int i = 0; i < 8 && nh != IPPROTO_TCP; i++) {
+		/* as the program walks them (bpf/parse.h): at most 6 */
+		for (int i = 0; i < 6 && nh != IPPROTO_TCP; i++) {
 			if (len < off + 8)
 				return 0;
 			if (nh == IPPROTO_FRAGMENT) {
@@ -172,6 +206,9 @@ static __u32 tcp_of(const __u8 *f, __u32 len, const struct stg_config *cfg,
 					return 0;
 				nh = f[off];
 				off += 8;
+			} else if (nh == IPPROTO_AH) {
+				nh = f[off];
+				off += (f[off + 1] + 2) * 4;
 			} else if (nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING ||
 				   nh == IPPROTO_DSTOPTS) {
 				nh = f[off];
@@ -213,33 +250,70 @@ struct replay {
 	struct starttls_guard_bpf *skel;
 	struct ring_buffer *rb;
 	struct stg_config cfg;
+	struct stg_host_key *local;	/* the guarded host's addresses */
+	int nlocal;
 	void *evzero;		/* a zero value of the evlimit map */
 	__u64 packets, cut, failed;
+	__u64 guessed;		/* packets whose direction was taken as inbound */
 };
 
-static int run_one(struct replay *r, const __u8 *f, __u32 len, bool cut)
+static bool is_local(const struct replay *r, const __u8 a[16])
+{
+	for (int i = 0; i < r->nlocal; i++) {
+		__u32 bits = r->local[i].prefixlen;
+
+		if (!memcmp(a, r->local[i].addr, bits / 8) &&
+		    (bits % 8 == 0 ||
+		     !((a[bits / 8] ^ r->local[i].addr[bits / 8]) &
+		       (0xff00 >> (bits % 8)))))
+			return true;
+	}
+	return false;
+}
+
+/* Run frame @f through the program of the hook it passed on the guarded
+ * host. @out: 1 it left the host, 0 it arrived, -1 unknown (then the
+ * addresses of --local tell, else every connection is taken as inbound:
+ * its client's packets arrive). */
+static int run_one(struct replay *r, const __u8 *f, __u32 len, bool cut,
+		   int out)
 {
 	struct stg_conn_key k;
 	struct stg_conn st;
 	struct rconn *c = NULL;
 	bool c2s = true;
-	__u32 l3 = 0, zero = 0;
+	__u32 l3 = 0, l4, zero = 0;
 	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = f, .data_size_in = len,
 		    .repeat = 1);
-	int hook_in, prog;
+	int prog;
 
-	if (tcp_of(f, len, &r->cfg, &k, &c2s, &l3)) {
-		c = conn_get(&k);
-		if (!c)
-			return -ENOMEM;
+	l4 = tcp_of(f, len, &r->cfg, &k, &c2s, &l3);
+	if (l4) {
+		const struct tcphdr *th = (const void *)(f + l4);
+		bool syn = c2s && th->syn && !th->ack;
+
+		c = conn_find(&k);
+		/* a new connection: on a new tuple, or a SYN of another
+		 * sequence number than the tuple's last */
+		if (!c || (syn && (!c->syn || c->syn_seq != ntohl(th->seq)))) {
+			c = conn_new(&k);
+			if (!c)
+				return -ENOMEM;
+			c->syn = syn;
+			c->syn_seq = ntohl(th->seq);
+			c->midstream = !syn;
+		}
 		c->packets++;
 		c->cut |= cut;
+		if (out < 0 && r->nlocal)
+			out = is_local(r, c2s ? k.cli_addr : k.srv_addr);
 	}
-	/* Seen at the guarded host's interface: inbound (its client's
-	 * packets arrive) unless only outbound ones are judged. */
-	hook_in = c2s == !(r->cfg.flags & STG_CFG_NO_INBOUND);
-	prog = bpf_program__fd(hook_in ? r->skel->progs.stg_ingress
-				       : r->skel->progs.stg_egress);
+	if (out < 0) {
+		out = c2s == !!(r->cfg.flags & STG_CFG_NO_INBOUND);
+		r->guessed += !!c;
+	}
+	prog = bpf_program__fd(out ? r->skel->progs.stg_egress
+				   : r->skel->progs.stg_ingress);
 	/* Replay runs faster than the events' rate limit allows: each
 	 * packet starts with a full allowance. */
 	bpf_map_update_elem(bpf_map__fd(r->skel->maps.evlimit), &zero,
@@ -287,7 +361,8 @@ static void set_ip_len(__u8 *f, __u32 l3, __u32 len)
  * bigger than a test run takes. Those are run as the wire carried
  * them: cut into SEG_PAYLOAD-byte segments (headers copied, lengths and
  * sequence numbers set, FIN and PSH on the last). */
-static int run_frame(struct replay *r, __u8 *f, __u32 len, bool cut)
+static int run_frame(struct replay *r, __u8 *f, __u32 len, bool cut,
+		     int out)
 {
 	static __u8 seg[FRAME_MAX];
 	struct stg_conn_key k;
@@ -301,12 +376,16 @@ static int run_frame(struct replay *r, __u8 *f, __u32 len, bool cut)
 			      : ((struct ipv6hdr *)(f + l3))->payload_len))
 		set_ip_len(f, l3, len);
 	if (len <= FRAME_MAX)
-		return run_one(r, f, len, cut);
+		return run_one(r, f, len, cut, out);
 	if (!l4 || len < l4 + ((const struct tcphdr *)(f + l4))->doff * 4u) {
-		r->failed++; /* too big, and not a guarded TCP packet */
+		r->failed++; /* too big, not a guarded connection's */
 		return 0;
 	}
 	hl = l4 + ((const struct tcphdr *)(f + l4))->doff * 4;
+	if (hl + SEG_PAYLOAD > sizeof(seg)) {
+		r->failed++; /* headers too long to leave room for payload */
+		return 0;
+	}
 	seq = ntohl(((const struct tcphdr *)(f + l4))->seq);
 	for (pay = hl; pay < len; pay += SEG_PAYLOAD) {
 		__u32 n = len - pay < SEG_PAYLOAD ? len - pay : SEG_PAYLOAD;
@@ -319,7 +398,7 @@ static int run_frame(struct replay *r, __u8 *f, __u32 len, bool cut)
 		if (pay + n < len)
 			th->fin = th->psh = 0;
 		set_ip_len(seg, l3, hl + n);
-		err = run_one(r, seg, hl + n, cut);
+		err = run_one(r, seg, hl + n, cut, out);
 		if (err)
 			return err;
 	}
@@ -328,13 +407,16 @@ static int run_frame(struct replay *r, __u8 *f, __u32 len, bool cut)
 
 /* The frame of a captured packet: its link header replaced by an
  * Ethernet header (the program's view at TC on an Ethernet device).
- * Returns the frame's length, 0 to skip the packet. */
+ * Returns the frame's length, 0 to skip the packet; @dir: 1 the packet
+ * left the host, 0 it arrived (Linux cooked captures say), -1 unknown. */
+#define PACKET_OUTGOING 4
 static __u32 to_ether(int dlt, const __u8 *p, __u32 len, __u8 *out,
-		      __u32 outlen)
+		      __u32 outlen, int *dir)
 {
 	__u32 skip;
 	__u16 proto;
 
+	*dir = -1;
 	switch (dlt) {
 	case DLT_EN10MB:
 		skip = 0;
@@ -345,12 +427,14 @@ static __u32 to_ether(int dlt, const __u8 *p, __u32 len, __u8 *out,
 			return 0;
 		skip = 16;
 		proto = p[14] << 8 | p[15];
+		*dir = (p[0] << 8 | p[1]) == PACKET_OUTGOING;
 		break;
 	case DLT_LINUX_SLL2:	/* 20 bytes, protocol at 0 */
 		if (len < 20)
 			return 0;
 		skip = 20;
 		proto = p[0] << 8 | p[1];
+		*dir = p[10] == PACKET_OUTGOING;
 		break;
 	case DLT_NULL:
 	case DLT_LOOP:		/* 4 bytes of address family */
@@ -359,7 +443,7 @@ static __u32 to_ether(int dlt, const __u8 *p, __u32 len, __u8 *out,
 		skip = 4;
 		proto = 0;
 		break;
-	default:		/* raw IP */
+	default:		/* raw IP (DLT_RAW, IPV4, IPV6; 12 and 14) */
 		skip = 0;
 		proto = 0;
 		break;
@@ -388,42 +472,63 @@ static bool dlt_known(int dlt)
 {
 	return dlt == DLT_EN10MB || dlt == DLT_LINUX_SLL ||
 	       dlt == DLT_LINUX_SLL2 || dlt == DLT_NULL || dlt == DLT_LOOP ||
-	       dlt == DLT_RAW || dlt == DLT_IPV4 || dlt == DLT_IPV6;
+	       dlt == DLT_RAW || dlt == 12 || dlt == 14 || dlt == DLT_IPV4 ||
+	       dlt == DLT_IPV6;
 }
 
-static int replay_file(struct replay *r, const char *path)
+/* Open capture @path: its handle, or NULL (printed) */
+static pcap_t *open_capture(const char *path)
 {
-	static __u8 frame[65536 + ETH_HLEN];
 	char err[PCAP_ERRBUF_SIZE];
-	struct pcap_pkthdr *h;
-	const __u8 *data;
-	pcap_t *p;
-	int dlt, rc, ret = 0;
+	pcap_t *p = pcap_open_offline(path, err);
+	int dlt;
 
-	p = pcap_open_offline(path, err);
-	if (!p)
-		return fail("%s: %s", path, err);
+	if (!p) {
+		/* libpcap names the file in some of its messages */
+		if (strstr(err, path))
+			fail("%s", err);
+		else
+			fail("%s: %s", path, err);
+		return NULL;
+	}
 	dlt = pcap_datalink(p);
 	if (!dlt_known(dlt)) {
+		fail("%s: link type %s is not supported (Ethernet, Linux "
+		     "cooked, raw IP and BSD loopback are)", path,
+		     pcap_datalink_val_to_name(dlt) ?: "unknown");
 		pcap_close(p);
-		return fail("%s: link type %s is not supported (Ethernet, "
-			    "Linux cooked, raw IP and BSD loopback are)", path,
-			    pcap_datalink_val_to_name(dlt) ?: "unknown");
+		return NULL;
 	}
+	return p;
+}
+
+/* Run the packets of capture @p (@path). A file that ends in the middle
+ * of a packet (a capture still being written, or its writer killed) is
+ * replayed up to there, with a warning. -1 when out of memory. */
+static int replay_file(struct replay *r, pcap_t *p, const char *path)
+{
+	static __u8 frame[CAPTURE_MAX + ETH_HLEN];
+	int dlt = pcap_datalink(p), rc;
+	struct pcap_pkthdr *h;
+	const __u8 *data;
+
 	while ((rc = pcap_next_ex(p, &h, &data)) == 1) {
-		__u32 n = to_ether(dlt, data, h->caplen, frame, sizeof(frame));
 		bool cut = h->caplen < h->len;
+		int dir;
+		__u32 n = to_ether(dlt, data, h->caplen, frame, sizeof(frame),
+				   &dir);
 
 		r->cut += cut;
-		if (n && run_frame(r, frame, n, cut)) {
-			ret = fail("%s: out of memory", path);
-			break;
-		}
+		now = h->ts;
+		if (!n)
+			r->failed++; /* no IP packet in it */
+		else if (run_frame(r, frame, n, cut, dir))
+			return fail("%s: out of memory", path), -1;
 	}
 	if (rc == PCAP_ERROR)
-		ret = fail("%s: %s", path, pcap_geterr(p));
-	pcap_close(p);
-	return ret;
+		say("warning: %s: %s: replayed up to there", path,
+		    pcap_geterr(p));
+	return 0;
 }
 
 /* --- output -------------------------------------------------------------- */
@@ -471,48 +576,82 @@ static void decision(const struct rconn *c, char *buf, size_t len)
 			 NAME(phase_names, c->phase));
 }
 
-static void addr_str(const __u8 a[16], char *buf, size_t len)
+static void addr_str(const __u8 a[16], char *buf, size_t len, bool brackets)
 {
 	static const __u8 v4[12] = { [10] = 0xff, [11] = 0xff };
+	char s[INET6_ADDRSTRLEN];
 
 	if (!memcmp(a, v4, 12))
 		inet_ntop(AF_INET, a + 12, buf, len);
-	else
+	else if (!brackets)
 		inet_ntop(AF_INET6, a, buf, len);
+	else if (inet_ntop(AF_INET6, a, s, sizeof(s)))
+		snprintf(buf, len, "[%s]", s);
 }
 
 static void print_conns(bool json)
 {
-	char cli[INET6_ADDRSTRLEN], srv[INET6_ADDRSTRLEN], what[64];
+	char cli[INET6_ADDRSTRLEN + 2], srv[INET6_ADDRSTRLEN + 2], what[64];
+	char verb[SMTP_VERB_MAX + 1], when[40];
 
 	for (size_t n = 0; n < tab.n; n++) {
-		const struct rconn *c = &tab.c[tab.order[n]];
+		const struct rconn *c = &tab.c[n];
 		const char *state = c->tracked ? NAME(phase_names, c->phase)
 					       : "none";
+		struct tm tm;
+		time_t sec = c->when.tv_sec;
 
-		addr_str(c->key.cli_addr, cli, sizeof(cli));
-		addr_str(c->key.srv_addr, srv, sizeof(srv));
+		addr_str(c->key.cli_addr, cli, sizeof(cli), !json);
+		addr_str(c->key.srv_addr, srv, sizeof(srv), !json);
 		decision(c, what, sizeof(what));
-		if (json)
+		/* A command's verb, when it is an SMTP command's (never what
+		 * a client may have sent in its place: a password) */
+		*verb = '\0';
+		if (c->verb[0] || c->verb[1]) {
+			if (stg_known_verb(c->verb))
+				for (int b = 0; b <= SMTP_VERB_MAX; b++)
+					verb[b] = b < SMTP_VERB_MAX ?
+						c->verb[b / 8] >> (8 * (b % 8)) : 0;
+			else
+				snprintf(verb, sizeof(verb), "other");
+		}
+		*when = '\0';
+		if (c->ev) {
+			gmtime_r(&sec, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+			snprintf(when + strlen(when), sizeof(when) - strlen(when),
+				 ".%06ldZ", (long)c->when.tv_usec);
+		}
+		if (json) {
 			printf("%s{\"client\":\"%s\",\"client_port\":%u,"
 			       "\"server\":\"%s\",\"server_port\":%u,"
 			       "\"packets\":%llu,\"state\":\"%s\",\"closed\":%s,"
-			       "\"decision\":\"%s\"%s}",
+			       "\"decision\":\"%s\"",
 			       n ? "," : "", cli, c->key.cli_port, srv,
 			       c->key.srv_port, (unsigned long long)c->packets,
-			       state, c->closed ? "true" : "false", what,
-			       c->cut ? ",\"cut_short\":true" : "");
-		else
-			printf("%s%s%s:%u -> %s%s%s:%u  %llu packets  state %s%s  "
-			       "%s%s\n",
-			       strchr(cli, ':') ? "[" : "", cli,
-			       strchr(cli, ':') ? "]" : "", c->key.cli_port,
-			       strchr(srv, ':') ? "[" : "", srv,
-			       strchr(srv, ':') ? "]" : "", c->key.srv_port,
-			       (unsigned long long)c->packets, state,
-			       c->closed ? " (closed)" : "", what,
-			       c->cut ? "  (packets cut short by the capture)"
-				      : "");
+			       state, c->closed ? "true" : "false", what);
+			if (*verb)
+				printf(",\"verb\":\"%s\"", verb);
+			if (*when)
+				printf(",\"time\":\"%s\"", when);
+			printf(",\"began_before_capture\":%s,\"cut_short\":%s}",
+			       c->midstream ? "true" : "false",
+			       c->cut ? "true" : "false");
+			continue;
+		}
+		printf("%s:%u -> %s:%u  %llu packet%s  state %s%s  %s", cli,
+		       c->key.cli_port, srv, c->key.srv_port,
+		       (unsigned long long)c->packets, c->packets == 1 ? "" : "s",
+		       state, c->closed ? " (closed)" : "", what);
+		if (*verb)
+			printf(" (%s)", verb);
+		if (*when)
+			printf(" at %s", when);
+		if (c->midstream)
+			printf("  (began before the capture)");
+		if (c->cut)
+			printf("  (packets cut short by the capture)");
+		printf("\n");
 	}
 }
 
@@ -521,20 +660,27 @@ static void print_conns(bool json)
 static const char replay_usage[] =
 	"Usage: starttls-guard replay [options] FILE...\n"
 	"What would the guard have done? Runs every packet of the captures\n"
-	"(pcap or pcapng, in the order given, as one stream) through the real\n"
-	"program (BPF_PROG_TEST_RUN) on maps of its own: nothing is pinned or\n"
+	"(pcap or pcapng; Ethernet, Linux cooked, raw IP or BSD loopback; in\n"
+	"the order given, as one stream) through the real program\n"
+	"(BPF_PROG_TEST_RUN) on maps of its own: nothing is pinned or\n"
 	"attached, a running guard is not touched. Prints one line per\n"
 	"connection on a guarded port: client -> server, packets, the state\n"
-	"it was left in, and the decision: tls, reset: REASON, exempt,\n"
-	"monitor: REASON (would be reset), plaintext-quit (closed before TLS\n"
-	"without a violation), open: STATE (the capture ends first),\n"
-	"closed: STATE, passed, not judged; then the counters.\n"
-	"The capture is taken as seen on the guarded host: packets to a\n"
-	"guarded port go through the ingress program (the egress one with\n"
-	"--direction outbound), the others through the egress one.\n"
+	"it was left in (none: the guard kept no state), and the decision:\n"
+	"tls, reset: REASON (with the command's verb and the capture's time),\n"
+	"exempt, monitor: REASON (would be reset), plaintext-quit (closed\n"
+	"before TLS without a violation), open: STATE (the capture ends\n"
+	"first), closed: STATE, passed, not judged (not in the direction\n"
+	"judged); then the counters. A connection begun before the capture is\n"
+	"judged as the guard judges one it picks up mid-stream, and marked.\n"
+	"Which hook a packet passed on the guarded host: a Linux cooked\n"
+	"capture (tcpdump -i any) says; else --local names the host's\n"
+	"addresses (packets from them leave it); else every connection is\n"
+	"taken as inbound (its client's packets arrive).\n"
 	"\n"
 	"  --json               one JSON object: connections and counters\n"
-	"  --config FILE        the options and hosts of a daemon's file\n"
+	"  --local CIDR[,..]    the addresses of the host the capture is of\n"
+	"  --config FILE        the options and hosts of a daemon's file (the\n"
+	"                       command line's options go over them)\n"
 	"  --exempt CIDR[,..]   exempt hosts (as 'allow add')\n"
 	"  --deny CIDR[,..]     denied hosts (as 'allow add --deny')\n"
 	"  --auth-only-hosts CIDR[,..]\n"
@@ -547,9 +693,12 @@ static const char replay_usage[] =
 	"  -v, --verbose        libbpf's debug output\n"
 	"  -h, --help           this help\n"
 	"Needs root (it loads the program). Exit status: 0 replayed, 1 a file\n"
-	"could not be read or the program not loaded, 2 bad command line.\n";
+	"could not be read or the program not loaded, 2 bad command line or\n"
+	"configuration file.\n";
 
-static int add_hosts(struct stg_conf *c, const char *list, __u32 action,
+/* Add the CIDRs of comma-separated @list to @k (@n of them): 0, or -1
+ * with what is wrong in @err. */
+static int add_cidrs(const char *list, struct stg_host_key **k, int *n,
 		     char *err, size_t errlen)
 {
 	char *copy = strdup(list), *save = NULL, *item;
@@ -559,25 +708,41 @@ static int add_hosts(struct stg_conf *c, const char *list, __u32 action,
 		return snprintf(err, errlen, "out of memory"), -1;
 	for (item = strtok_r(copy, ",", &save); item && !rc;
 	     item = strtok_r(NULL, ",", &save)) {
-		struct stg_conf_host *h = realloc(c->hosts, (c->nhosts + 1) *
-							    sizeof(*h));
+		struct stg_host_key *m = realloc(*k, (*n + 1) * sizeof(*m));
 		const char *why;
 
-		if (!h) {
+		if (!m) {
 			snprintf(err, errlen, "out of memory");
 			rc = -1;
 			break;
 		}
-		c->hosts = h;
-		why = stg_cidr_parse(item, &h[c->nhosts].key);
+		*k = m;
+		why = stg_cidr_parse(item, &m[*n]);
 		if (why) {
 			snprintf(err, errlen, "bad CIDR '%s': %s", item, why);
 			rc = -1;
 		}
-		h[c->nhosts++].action = action;
+		++*n;
 	}
 	free(copy);
 	return rc;
+}
+
+/* Bring the loopback device of our network namespace up: the RSTs a
+ * reset sends out of it (as out of the packet's device) are then sent,
+ * as they would be, and go nowhere. */
+static void loopback_up(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return;
+	if (!ioctl(fd, SIOCGIFFLAGS, &ifr)) {
+		ifr.ifr_flags |= IFF_UP;
+		ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	close(fd);
 }
 
 int cmd_replay(int argc, char **argv)
@@ -585,6 +750,7 @@ int cmd_replay(int argc, char **argv)
 	static const struct option opts[] = {
 		STG_CONFIG_OPTIONS,
 		{ "json", no_argument, NULL, 'j' },
+		{ "local", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "exempt", required_argument, NULL, 'x' },
 		{ "deny", required_argument, NULL, 'y' },
@@ -594,19 +760,26 @@ int cmd_replay(int argc, char **argv)
 		{}
 	};
 	static struct stg_conf conf;
-	struct stg_conf cli = { 0 };
+	struct stg_opts cli;
+	struct stg_host_key *hosts[3] = { 0 };	/* exempt, deny, auth-only */
+	int nhosts[3] = { 0 };
+	static const __u32 host_action[3] = { STG_ACT_EXEMPT, STG_ACT_DENY,
+					      STG_ACT_AUTH_ONLY };
 	struct replay r = { 0 };
 	const char *config = NULL;
+	pcap_t **caps = NULL;
 	__u64 sum[STG_C_MAX];
 	char err[512];
 	bool json = false;
-	int opt, rc = 1, ncpu;
+	int opt, rc = 1, ncpu, nfiles;
 	__u32 zero = 0;
 
-	stg_opts_init(&cli.opts);
+	stg_opts_init(&cli);
 	stg_opts_init(&conf.opts);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":p:med:vh", opts, NULL)) != -1) {
+		int h = opt == 'x' ? 0 : opt == 'y' ? 1 : 2;
+
 		switch (opt) {
 		case 'v':
 			verbose = true;
@@ -627,36 +800,45 @@ int cmd_replay(int argc, char **argv)
 			usage_error("replay", "unknown option '%s'",
 				    argv[optind - 1]);
 			break;
+		case 'l':
+			if (add_cidrs(optarg, &r.local, &r.nlocal, err, sizeof(err)))
+				usage_error("replay", "--local: %s", err);
+			break;
 		case 'x':
 		case 'y':
 		case 'a':
-			if (add_hosts(&cli, optarg,
-				      opt == 'x' ? STG_ACT_EXEMPT :
-				      opt == 'y' ? STG_ACT_DENY :
-						   STG_ACT_AUTH_ONLY,
-				      err, sizeof(err)))
+			if (add_cidrs(optarg, &hosts[h], &nhosts[h], err,
+				      sizeof(err)))
 				usage_error("replay", "%s", err);
 			break;
 		default:
-			if (stg_opt_set(&cli.opts, opt, optarg, err, sizeof(err)))
+			if (stg_opt_set(&cli, opt, optarg, err, sizeof(err)))
 				usage_error("replay", "%s", err);
 		}
 	}
-	if (optind >= argc)
+	nfiles = argc - optind;
+	if (nfiles <= 0)
 		usage_error("replay", "no capture file named");
+
 	/* The configuration: attach's defaults, the file's, the command
 	 * line's; the hosts of both. */
 	stg_config_defaults(&r.cfg);
 	if (config) {
 		if (stg_conf_load(config, &conf, err, sizeof(err)))
-			return fail("%s", err);
+			return fail("%s", err), 2;
 		if (stg_make_config(&conf.opts, &r.cfg, err, sizeof(err))) {
 			stg_conf_free(&conf);
-			return fail("%s: %s", config, err);
+			return fail("%s: %s", config, err), 2;
 		}
 	}
-	if (stg_make_config(&cli.opts, &r.cfg, err, sizeof(err)))
+	if (stg_make_config(&cli, &r.cfg, err, sizeof(err)))
 		usage_error("replay", "%s", err);
+
+	/* The files first: one that cannot be read is said at once */
+	caps = calloc(nfiles, sizeof(*caps));
+	for (int i = 0; caps && i < nfiles; i++)
+		if (!(caps[i] = open_capture(argv[optind + i])))
+			goto out;
 	if (check_env(false))
 		goto out;
 	/* A reset clones its RSTs out of the packet's device: in a network
@@ -666,20 +848,18 @@ int cmd_replay(int argc, char **argv)
 		     strerror(errno));
 		goto out;
 	}
+	loopback_up();
 
 	r.skel = starttls_guard_bpf__open();
 	if (!r.skel) {
 		fail("couldn't open the BPF object: %s", strerror(errno));
 		goto out;
 	}
-	{
-		__u32 max = cli.opts.max_conns ?: conf.opts.max_conns;
-
-		if (max)
-			bpf_map__set_max_entries(r.skel->maps.conns, max);
-	}
-	r.cfg.scanner = stg_load(r.skel, cli.opts.scanner != STG_SCAN_AUTO ?
-					 cli.opts.scanner : conf.opts.scanner);
+	if (cli.max_conns || conf.opts.max_conns)
+		bpf_map__set_max_entries(r.skel->maps.conns,
+					 cli.max_conns ?: conf.opts.max_conns);
+	r.cfg.scanner = stg_load(r.skel, cli.scanner != STG_SCAN_AUTO ?
+					 cli.scanner : conf.opts.scanner);
 	if ((int)r.cfg.scanner < 0)
 		goto out;
 	if (bpf_map_update_elem(bpf_map__fd(r.skel->maps.settings), &zero,
@@ -688,19 +868,25 @@ int cmd_replay(int argc, char **argv)
 		fail("couldn't configure the program: %s", strerror(errno));
 		goto out;
 	}
-	for (int pass = 0; pass < 2; pass++) {
-		const struct stg_conf *c = pass ? &cli : &conf;
+	for (int i = 0; i < conf.nhosts + nhosts[0] + nhosts[1] + nhosts[2]; i++) {
+		const struct stg_host_key *k;
+		struct stg_host h;
+		int j = i - conf.nhosts, t = 0;
 
-		for (int i = 0; i < c->nhosts; i++) {
-			struct stg_host h = { .action = c->hosts[i].action,
-					      .prefixlen = c->hosts[i].key.prefixlen };
-
-			if (bpf_map_update_elem(bpf_map__fd(r.skel->maps.hosts),
-						&c->hosts[i].key, &h, BPF_ANY)) {
-				fail("couldn't fill the host map: %s",
-				     strerror(errno));
-				goto out;
-			}
+		if (j < 0) {
+			k = &conf.hosts[i].key;
+			h.action = conf.hosts[i].action;
+		} else {
+			while (j >= nhosts[t])
+				j -= nhosts[t++];
+			k = &hosts[t][j];
+			h.action = host_action[t];
+		}
+		h.prefixlen = k->prefixlen;
+		if (bpf_map_update_elem(bpf_map__fd(r.skel->maps.hosts), k, &h,
+					BPF_ANY)) {
+			fail("couldn't fill the host map: %s", strerror(errno));
+			goto out;
 		}
 	}
 	ncpu = libbpf_num_possible_cpus();
@@ -713,8 +899,8 @@ int cmd_replay(int argc, char **argv)
 		goto out;
 	}
 
-	for (int i = optind; i < argc; i++)
-		if (replay_file(&r, argv[i]))
+	for (int i = 0; i < nfiles; i++)
+		if (replay_file(&r, caps[i], argv[optind + i]))
 			goto out;
 
 	if (stg_sum_counters(bpf_map__fd(r.skel->maps.counters), sum)) {
@@ -722,7 +908,7 @@ int cmd_replay(int argc, char **argv)
 		goto out;
 	}
 	{
-		__u64 tracked = 0;
+		__u64 tracked = 0, midstream = 0;
 		struct stg_conn_key k, *prev = NULL;
 
 		while (!bpf_map_get_next_key(bpf_map__fd(r.skel->maps.conns),
@@ -730,6 +916,8 @@ int cmd_replay(int argc, char **argv)
 			tracked++;
 			prev = &k;
 		}
+		for (size_t i = 0; i < tab.n; i++)
+			midstream += tab.c[i].midstream;
 		if (json) {
 			printf("{\"packets\":%llu,\"cut_short\":%llu,"
 			       "\"not_run\":%llu,\"connections\":[",
@@ -742,10 +930,27 @@ int cmd_replay(int argc, char **argv)
 			printf("}\n");
 		} else {
 			print_conns(false);
-			printf("\n%llu packets replayed\n",
-			       (unsigned long long)r.packets);
+			printf("\n%llu packet%s replayed\n",
+			       (unsigned long long)r.packets,
+			       r.packets == 1 ? "" : "s");
 			stg_print_counters(sum, tracked, false);
 		}
+		if (r.guessed && (r.cfg.flags & (STG_CFG_NO_INBOUND |
+						  STG_CFG_NO_OUTBOUND)))
+			say("note: --direction: which connections are inbound "
+			    "is not known without --local (or a capture with "
+			    "-i any): every one was taken as %s",
+			    r.cfg.flags & STG_CFG_NO_INBOUND ? "outbound"
+							     : "inbound");
+		if (!tab.n)
+			say("note: no packet of the captures is on a guarded "
+			    "port (--port: 25 unless it says otherwise)");
+		if (midstream)
+			say("note: %llu connection%s began before the capture: "
+			    "judged as the guard judges a connection it picks "
+			    "up mid-stream (--midstream), not as it would have "
+			    "from their start", (unsigned long long)midstream,
+			    midstream == 1 ? "" : "s");
 	}
 	if (r.cut)
 		say("warning: %llu packets were cut short by the capture's "
@@ -753,17 +958,24 @@ int cmd_replay(int argc, char **argv)
 		    "what the guard would have made (capture with -s 0)",
 		    (unsigned long long)r.cut);
 	if (r.failed)
-		say("warning: %llu packets could not be run (bigger than a "
-		    "test run takes, and not a guarded connection's)",
+		say("warning: %llu packets were not run: no IP packet in the "
+		    "frame, or bigger than a test run takes and not a guarded "
+		    "connection's, or headers too long to cut it",
 		    (unsigned long long)r.failed);
 	rc = 0;
 out:
+	for (int i = 0; caps && i < nfiles; i++)
+		if (caps[i])
+			pcap_close(caps[i]);
+	free(caps);
 	ring_buffer__free(r.rb);
 	free(r.evzero);
 	starttls_guard_bpf__destroy(r.skel);
 	stg_conf_free(&conf);
-	stg_conf_free(&cli);
+	for (int i = 0; i < 3; i++)
+		free(hosts[i]);
+	free(r.local);
 	free(tab.c);
-	free(tab.order);
+	free(tab.slot);
 	return rc;
 }

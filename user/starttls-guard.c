@@ -26,6 +26,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -160,11 +161,36 @@ int fail(const char *fmt, ...)
  * on" for a clsact that exists) libbpf prints: we say what failed. */
 static bool libbpf_quiet;
 
+/* While loading, libbpf's warnings (a refused program's verifier log)
+ * are kept, the last LOADLOG_MAX bytes, to end the error with. */
+#define LOADLOG_MAX 65536
+static char *loadlog;
+static size_t loadlog_len;
+
 static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 			va_list args)
 {
 	if ((level == LIBBPF_DEBUG || libbpf_quiet) && !verbose)
 		return 0;
+	if (loadlog && !verbose) {
+		char line[4096];
+		int n = vsnprintf(line, sizeof(line), fmt, args);
+
+		if (n < 0)
+			return 0;
+		if ((size_t)n >= sizeof(line))
+			n = sizeof(line) - 1;
+		if (loadlog_len + n > LOADLOG_MAX) {
+			size_t drop = loadlog_len + n - LOADLOG_MAX;
+
+			drop = drop > loadlog_len ? loadlog_len : drop;
+			memmove(loadlog, loadlog + drop, loadlog_len - drop);
+			loadlog_len -= drop;
+		}
+		memcpy(loadlog + loadlog_len, line, n);
+		loadlog_len += n;
+		return n;
+	}
 	return vfprintf(stderr, fmt, args);
 }
 
@@ -1015,28 +1041,68 @@ void stg_release(struct starttls_guard_bpf *skel)
 	starttls_guard_bpf__destroy(skel);
 }
 
+/* The refusal of a load: the kernel's version, the program refused and
+ * the end of the verifier's log (what a bug report needs). */
+static void load_failed(int err, int scanner)
+{
+	const char *log = loadlog ? loadlog : "", *begin, *end, *prog;
+	struct utsname u = { 0 };
+	char name[64] = "";
+	int lines = 0;
+
+	uname(&u);
+	/* libbpf: "prog 'NAME': -- BEGIN PROG LOAD LOG --\n...\n-- END
+	 * PROG LOAD LOG --": the last such block */
+	begin = NULL;
+	for (const char *p = log; (p = strstr(p, "-- BEGIN PROG LOAD LOG --"));
+	     p++)
+		begin = p;
+	prog = begin ? begin : log;
+	while (prog > log && strncmp(prog, "prog '", 6))
+		prog--;
+	if (!strncmp(prog, "prog '", 6))
+		sscanf(prog + 6, "%63[^']", name);
+	fail("couldn't load the BPF program%s%s on Linux %s (%s): %s%s",
+	     *name ? " " : "", name, u.release, u.machine, strerror(-err),
+	     begin ? "; the end of the verifier's log (-v shows all of it):"
+		   : " (run with -v for libbpf's log)");
+	if (begin && (begin = strchr(begin, '\n'))) {
+		const char *from;
+
+		end = strstr(begin, "-- END PROG LOAD LOG --");
+		if (!end)
+			end = log + strlen(log);
+		/* its last 12 lines: back from the newline that ends the
+		 * last one to the newline before the twelfth from the end */
+		for (from = end - 1; from > begin && lines < 12;)
+			lines += *--from == '\n';
+		fprintf(stderr, "%.*s", (int)(end - from - 1), from + 1);
+	}
+	if (scanner == STG_SCAN_LOOP && !stg_has_loop())
+		say("--scanner loop needs bpf_loop(), which came in Linux 5.17: "
+		    "--scanner auto or chain works here");
+}
+
 /* Load @skel with the scanner @want (auto: bpf_loop where the kernel has
  * it). Returns the scanner loaded, or -1 (printed). */
 int stg_load(struct starttls_guard_bpf *skel, int want)
 {
-	int scanner;
-	int err;
+	int scanner, err;
 
-	if (want == STG_SCAN_LOOP && !stg_has_loop())
-		return fail("--scanner loop: this kernel has no bpf_loop (it "
-			    "came in 5.17)"), -1;
 	scanner = stg_pick_scanner(skel, want);
+	loadlog = calloc(1, LOADLOG_MAX + 1);
+	loadlog_len = 0;
 	err = starttls_guard_bpf__load(skel);
 	if (err == -EPERM)
-		return fail("couldn't load the BPF program: the kernel refused "
-			    "bpf() (it needs CAP_BPF, CAP_PERFMON and "
-			    "CAP_NET_ADMIN, and a seccomp profile that allows "
-			    "bpf(): in a container, see the README's Kubernetes "
-			    "notes)"), -1;
-	if (err)
-		return fail("couldn't load the BPF program: %s (run with -v "
-			    "for the verifier log)", strerror(-err)), -1;
-	return scanner;
+		fail("couldn't load the BPF program: the kernel refused bpf() "
+		     "(it needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, and a "
+		     "seccomp profile that allows bpf(): in a container, see "
+		     "the README's Kubernetes notes)");
+	else if (err)
+		load_failed(err, scanner);
+	free(loadlog);
+	loadlog = NULL;
+	return err ? -1 : scanner;
 }
 
 int stg_attach(const struct stg_opts *o, char *const *names, int nifs,

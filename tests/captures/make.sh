@@ -69,7 +69,57 @@ swaks_ --server "$LAB_SRV6"
 swaks_ --server "$LAB_SRV6" --tls
 stop
 
-# 5. BIG TCP and TSO captures carry IPv4 total length 0 (case 37): the
+# 5. On the server's side (-i any: Linux cooked, which says which packets
+#    left the host): a STARTTLS session to it, and a plaintext delivery
+#    from it to another host's port 25 (an aiosmtpd sink in the client's
+#    namespace), outbound.
+lab_cli /usr/bin/python3 -m aiosmtpd -n -l "$LAB_CLI4:25" >/dev/null 2>&1 &
+sink=$!
+_lab_poll 5 lab_srv bash -c "exec 3<>/dev/tcp/$LAB_CLI4/25" 2>/dev/null
+ip netns exec "$LAB_SRV_NS" tcpdump -Z root -i any -s 0 -U --immediate-mode \
+	-w "$here/outbound.pcap" tcp port 25 2>/dev/null &
+cap=$!
+lab_poll_socket
+swaks_ --server "$LAB_SRV4" --tls
+lab_srv timeout 20 swaks --server "$LAB_CLI4" --to bob@example.org \
+	--from alice@example.org >/dev/null 2>&1
+stop
+kill "$sink"
+
+# 6. The same as an Ethernet capture (replay needs --local to tell the
+#    directions apart there).
+python3 - "$here/outbound.pcap" "$here/outbound-eth.pcap" <<'PY'
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+assert struct.unpack("<I", raw[20:24])[0] == 276, "LINUX_SLL2 expected"
+out = bytearray(raw[:20] + struct.pack("<I", 1))
+off = 24
+while off < len(raw):
+    sec, usec, cap, orig = struct.unpack("<IIII", raw[off:off + 16])
+    pkt = raw[off + 16:off + 16 + cap]
+    eth = b"\0" * 12 + pkt[0:2] + pkt[20:]
+    out += struct.pack("<IIII", sec, usec, len(eth), orig - 6) + eth
+    off += 16 + cap
+open(sys.argv[2], "wb").write(out)
+PY
+
+# 7. A connection begun before the capture: the 60 KB message of 3
+#    without its first 8 packets (handshake, greeting, EHLO).
+python3 - "$here/big-tls.pcap" "$here/midstream.pcap" <<'PY'
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+out = bytearray(raw[:24])
+off, n = 24, 0
+while off < len(raw):
+    cap, = struct.unpack("<I", raw[off + 8:off + 12])
+    if n >= 8:
+        out += raw[off:off + 16 + cap]
+    off += 16 + cap
+    n += 1
+open(sys.argv[2], "wb").write(out)
+PY
+
+# 8. BIG TCP and TSO captures carry IPv4 total length 0 (case 37): the
 #    sessions of 1 with every IPv4 total length zeroed.
 python3 - "$here/sessions.pcap" "$here/totlen0.pcap" <<'PY'
 import struct, sys
@@ -84,7 +134,7 @@ while off < len(raw):
 open(sys.argv[2], "wb").write(raw)
 PY
 
-# 6. The sessions of 1 in pcapng (converted: tcpdump writes pcap).
+# 9. The sessions of 1 in pcapng (converted: tcpdump writes pcap).
 python3 - "$here/sessions.pcap" "$here/sessions.pcapng" <<'PY'
 import struct, sys
 raw = open(sys.argv[1], "rb").read()

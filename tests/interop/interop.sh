@@ -38,6 +38,9 @@ SERVERS="postfix exim opensmtpd aiosmtpd"
 CLIENTS="swaks swaks_pipe swaks_auth openssl gnutls msmtp curl smtplib nodemailer postfix exim"
 SRV4=192.0.2.25 SRV6=2001:db8::25 CLI4=192.0.2.10 CLI6=2001:db8::10
 RUN=/tmp/stg-interop-$$
+# The MTAs unpacked where their unprivileged processes can reach them
+# (a clone may sit in a directory only root can enter).
+export INTEROP_ROOT=$RUN/root
 # Host names of the server, for the clients that need one (clients.sh):
 # "ip netns exec" puts /etc/netns/NS/hosts over /etc/hosts.
 export CLI_NAMES="$SRV4=mx4.interop.test $SRV6=mx6.interop.test"
@@ -281,6 +284,9 @@ while i < len(text):
         continue
     o, i = dec.raw_decode(text, i)
     for c in o["connections"]:
+        # one begun in the previous phase is judged in its capture
+        if c["began_before_capture"]:
+            continue
         w = c["decision"]
         if w in ("tls", "exempt") or w.startswith(("reset", "monitor")):
             d[(c["client"], c["client_port"])] = w
@@ -317,15 +323,19 @@ if [ ! -d "$here/node_modules/nodemailer" ] &&
 fi
 
 n=0
-pids=
+declare -A lanes
 for s in $SERVERS; do
 	n=$((n + 1))
 	[ -n "${INTEROP_ONLY:-}" ] && ! [[ $s =~ $INTEROP_ONLY ]] && continue
 	lane "$s" $n >"$RUN/$s.log" 2>&1 &
-	pids="$pids $!"
+	lanes[$!]=$s
 done
-# shellcheck disable=SC2086
-wait $pids
+echo "interop: ${#lanes[@]} lanes running side by side (a few minutes)"
+while [ ${#lanes[@]} -gt 0 ]; do
+	wait -n -p done_pid
+	echo "interop: the ${lanes[$done_pid]} lane is done ($(grep -c . "$RUN/${lanes[$done_pid]}.results") results)"
+	unset "lanes[$done_pid]"
+done
 
 # --- the matrix -------------------------------------------------------------
 

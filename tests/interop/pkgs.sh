@@ -20,7 +20,7 @@ export INTEROP_CACHE INTEROP_ROOT
 # interop_unpack PKG...: each package's candidate version, downloaded
 # into the cache if missing and unpacked into $INTEROP_ROOT.
 interop_unpack() {
-	local p deb ver
+	local p deb ver out
 	mkdir -p "$INTEROP_CACHE" "$INTEROP_ROOT" || return 1
 	for p in "$@"; do
 		ver=$(apt-cache policy "$p" 2>/dev/null | sed -n 's/ *Candidate: //p')
@@ -36,8 +36,10 @@ interop_unpack() {
 		deb=$INTEROP_CACHE/${p}_${ver//:/%3a}_amd64.deb
 		[ -e "$deb" ] || deb=$INTEROP_CACHE/${p}_${ver//:/%3a}_all.deb
 		if [ ! -e "$deb" ]; then
-			(cd "$INTEROP_CACHE" && apt-get download -qq "$p=$ver" >/dev/null 2>&1) ||
-				{ echo "interop: apt-get download $p failed" >&2; return 1; }
+			if ! out=$(cd "$INTEROP_CACHE" && apt-get download -qq "$p=$ver" 2>&1); then
+				echo "interop: apt-get download $p failed: $(tail -n2 <<<"$out")" >&2
+				return 1
+			fi
 			deb=$(ls "$INTEROP_CACHE/${p}_${ver//:/%3a}"_*.deb 2>/dev/null | head -n1)
 			[ -n "$deb" ] || { echo "interop: $p: no .deb after download" >&2; return 1; }
 		fi
