@@ -8,7 +8,7 @@ pkgs="make clang gcc libbpf-dev libelf-dev zlib1g-dev bpftool iproute2
       libnet-ssleay-perl libio-socket-inet6-perl procps ethtool
       libclang-rt-14-dev podman runc yamllint curl file man-db
       libpcap-dev gnutls-bin msmtp python3-aiosmtpd sasl2-bin libsasl2-modules
-      libidn12 libevent-2.1-7"
+      libidn12 libevent-2.1-7 qemu-system-x86 busybox-static cpio xz-utils"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

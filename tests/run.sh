@@ -40,5 +40,6 @@ suite "end to end (namespaces, Postfix)" bash "$here/e2e.sh"
 suite "replay (captures)" bash "$here/replay.sh"
 suite "interop (servers x clients)" bash "$here/interop/interop.sh"
 suite "operations (daemon, container, install, manifests)" bash "$here/ops.sh"
+suite "kernels (5.10, 6.1, 6.12 under qemu; this machine's)" bash "$here/kernels/kernels.sh"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" = 0 ]
