@@ -81,6 +81,10 @@ attach_step() { # MODE: auto, tcx or clsact
 	[ "$mode" = auto ] && want=clsact # 6.6 and newer only: TCX
 	st=$(in_srv "$G" status 2>&1)
 	echo "$st" | grep -q "stgk1 ($want" || why="status does not say $want: $(echo "$st" | grep interfaces)"
+	# the scanner the loader chose: bpf_loop where the kernel has it
+	scan="tail calls"
+	grep -q '^ok - packet (bpf_loop)' /tmp/packets.out && scan=bpf_loop
+	echo "$st" | grep -q "^scanner: *$scan" || why="${why:-status does not say scanner $scan: $(echo "$st" | grep scanner)}"
 	"$B/smtp_pair" client 10.77.0.2 25 plain >/tmp/plain.out 2>&1 ||
 		why="${why:-plaintext MAIL: $(cat /tmp/plain.out)}"
 	"$B/smtp_pair" client 10.77.0.2 25 tls >/tmp/tls.out 2>&1 ||
@@ -95,7 +99,7 @@ attach_step() { # MODE: auto, tcx or clsact
 	elif "$B/smtp_pair" client 10.77.0.2 25 plain >/dev/null 2>&1; [ $? != 1 ]; then
 		why="${why:-after detach, plaintext MAIL is still not answered}"
 	fi
-	if [ -n "$why" ]; then bad "$step: $why"; else ok "$step: reset, upgrade passed, counted, detached"; fi
+	if [ -n "$why" ]; then bad "$step: $why"; else ok "$step: scanner $scan; reset, upgrade passed, counted, detached"; fi
 }
 if [ $ver -ge 6006 ]; then
 	attach_step tcx
