@@ -125,7 +125,7 @@ _t_router() {
 	ip -n "$LAB_CLI_NS" link set "$rif" up &&
 	ip netns exec "$LAB_CLI_NS" sysctl -qw net.ipv4.ip_forward=1 &&
 	ip -n "$LAB_SRV_NS" route add 198.51.100.0/24 via "$LAB_CLI4" || return 1
-	_lab_poll 5 ip netns exec "$far" ping -q -c1 -W1 "$LAB_SRV4" >/dev/null ||
+	poll 5 ip netns exec "$far" ping -q -c1 -W1 "$LAB_SRV4" >/dev/null ||
 		{ echo "no route through the router"; return 1; }
 	for iface in "$rif" "$LAB_CLI_IF"; do
 		n=$((n + 1))
@@ -548,7 +548,7 @@ _t_forgotten() {
 	nsenter --net="$nsf" python3 -W ignore -m smtpd -n -c DebuggingServer \
 		127.0.0.1:25 >/dev/null 2>&1 &
 	SRV_PID=$!
-	_lab_poll 5 in_ns bash -c 'exec 3<>/dev/tcp/127.0.0.1/25' || return 1
+	poll 5 in_ns bash -c 'exec 3<>/dev/tcp/127.0.0.1/25' || return 1
 	expect 0 "plaintext through the forgotten copy" in_ns timeout 30 \
 		python3 "$LAB_LIB_DIR/smtp_client.py" --server 127.0.0.1 --token f$$
 }

@@ -23,7 +23,7 @@ stop_daemon() {
 	pid=$(cat "$LAB_DIR/daemon.pid" 2>/dev/null) || return 0
 	rm -f "$LAB_DIR/daemon.pid"
 	kill -TERM "$pid" 2>/dev/null || return 0
-	_lab_poll 20 sh -c "! kill -0 $pid 2>/dev/null"
+	poll 20 sh -c "! kill -0 $pid 2>/dev/null"
 }
 AFTER_TEST=stop_daemon
 
@@ -32,7 +32,7 @@ scrape() { lab_srv curl -sf "http://$METRICS/${1:-metrics}"; }
 # metric NAME_AND_LABELS: its value
 metric() { scrape | awk -v m="$1" '$1 == m { print $2 }'; }
 wait_metric() { # NAME VALUE [TIMEOUT]
-	_lab_poll "${3:-20}" test "$(metric "$1")" = "$2" ||
+	poll "${3:-20}" test "$(metric "$1")" = "$2" ||
 		{ echo "$1 = $(metric "$1"), want $2"; return 1; }
 }
 
@@ -69,7 +69,7 @@ start_daemon() { # OUT ERR CMD...
 	"$@" >"$out" 2>"$err" &
 	daemon_pid=$!
 	echo "$daemon_pid" >"$LAB_DIR/daemon.pid"
-	_lab_poll 30 scrape healthz >/dev/null ||
+	poll 30 scrape healthz >/dev/null ||
 		{ echo "daemon not healthy:"; cat "$err"; return 1; }
 	wait_metric starttls_guard_attached_interfaces 1 || { cat "$err"; return 1; }
 }
@@ -116,7 +116,7 @@ daemon_checks() { # CONF OUT ERR [CONF_AS_THE_DAEMON_NAMES_IT]
 		--server "$LAB_SRV4" --token "r$t" || return 1
 
 	# Events: one JSON line per decision, no address or credential.
-	_lab_poll 10 test "$(events "$out" 'e["event"] == "reset"')" = 3 ||
+	poll 10 test "$(events "$out" 'e["event"] == "reset"')" = 3 ||
 		{ echo "reset events:"; cat "$out"; return 1; }
 	[ "$(events "$out" 'e["event"] == "reset" and e["reason"] == "plaintext_command" and e["verb"] == "MAIL" and e["server"] == "'"$LAB_SRV4"'" and e["server_port"] == 25 and e["state"] == "plaintext" and e["interface"] == "'"$LAB_SRV_IF"'" and e["direction"] == "ingress"')" = 3 ] ||
 		{ echo "reset events lack fields:"; cat "$out"; return 1; }
@@ -167,7 +167,7 @@ while time.time() < end:
 	sleep 1
 	expect 3 "plaintext MAIL while slow clients trickle" lab_smtp_client \
 		--server "$LAB_SRV4" --token "w$t" || return 1
-	_lab_poll 30 test "$(events "$out" 'e["event"] == "reset"')" = 4 ||
+	poll 30 test "$(events "$out" 'e["event"] == "reset"')" = 4 ||
 		{ echo "the event waited for the slow clients"; kill "${slow[@]}"; return 1; }
 	kill -0 "${slow[@]}" || { echo "slow clients ended before the check"; return 1; }
 	scrape healthz >/dev/null || { echo "healthz not answered"; kill "${slow[@]}"; return 1; }
@@ -239,7 +239,7 @@ t_run_detached() {
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 9925)); s.listen(); time.sleep(30)' &
 	local holder=$!
-	_lab_poll 20 sh -c "ip netns exec $LAB_SRV_NS ss -ltn | grep -q '$METRICS '" ||
+	poll 20 sh -c "ip netns exec $LAB_SRV_NS ss -ltn | grep -q '$METRICS '" ||
 		{ echo "the port holder did not start"; return 1; }
 	write_conf "$conf" "" "keep-attached = yes"
 	out=$(timeout 60 nsenter --net="/run/netns/$LAB_SRV_NS" "$G_BIN" run --config "$conf" 2>&1)
@@ -277,7 +277,7 @@ t_events_syslog() {
 	local evpid=$!
 	sleep 0.5
 	expect 3 "plaintext MAIL" lab_smtp_client --server "$LAB_SRV4" --token "p$RANDOM" || return 1
-	_lab_poll 10 grep -q '"event":"reset"' "$ev" || { echo "no event from 'events':"; cat "$ev"; return 1; }
+	poll 10 grep -q '"event":"reset"' "$ev" || { echo "no event from 'events':"; cat "$ev"; return 1; }
 	# A line that is no command (credentials sent where a verb goes) is
 	# reset, and its event says "other": the bytes themselves never show.
 	lab_cli timeout 20 python3 -c 'import socket, sys
@@ -292,7 +292,7 @@ try:
     print(f.readline())
 except ConnectionResetError:
     print("reset")' "$LAB_SRV4" | grep -q "^reset$" || { echo "the base64 line was not reset"; return 1; }
-	_lab_poll 10 grep -q '"verb":"other"' "$ev" || { echo "no 'other' verb:"; cat "$ev"; return 1; }
+	poll 10 grep -q '"verb":"other"' "$ev" || { echo "no 'other' verb:"; cat "$ev"; return 1; }
 	grep -qi "c2VjcmV0" "$ev" && { echo "the line's bytes reached the events"; return 1; }
 	kill -TERM "$evpid"
 	wait "$evpid"
@@ -328,11 +328,11 @@ log = syslog
 		>"$LAB_DIR/unshare.log" 2>&1 &
 	daemon_pid=$!
 	echo "$daemon_pid" >"$LAB_DIR/daemon.pid"
-	_lab_poll 30 scrape healthz >/dev/null || { cat "$LAB_DIR/sys.err"; return 1; }
+	poll 30 scrape healthz >/dev/null || { cat "$LAB_DIR/sys.err"; return 1; }
 	wait_metric starttls_guard_attached_interfaces 1 || return 1
 	guard_srv status | grep -q "interfaces: *$LAB_SRV_IF" || { guard_srv status; return 1; }
 	expect 3 "plaintext MAIL" lab_smtp_client --server "$LAB_SRV4" --token "q$RANDOM" || return 1
-	_lab_poll 10 grep -q "starttls-guard\[[0-9]*\]: .* reset plaintext_command client $LAB_CLI4:[0-9]* server $LAB_SRV4:25 on $LAB_SRV_IF ingress, was plaintext, verb MAIL" \
+	poll 10 grep -q "starttls-guard\[[0-9]*\]: .* reset plaintext_command client $LAB_CLI4:[0-9]* server $LAB_SRV4:25 on $LAB_SRV_IF ingress, was plaintext, verb MAIL" \
 		"$LAB_DIR/syslog.out" || { echo "syslog:"; cat "$LAB_DIR/syslog.out"; return 1; }
 	[ -s "$LAB_DIR/sys.out" ] && { echo "events on stdout with --log syslog"; return 1; }
 	# The default route goes: so does the attachment.

@@ -37,7 +37,10 @@ static const char *const phase_names[] = {
 	[STG_MONITORED] = "monitored",
 };
 
-#define NAME(tab, i) ((i) < sizeof(tab) / sizeof(*(tab)) && (tab)[i] ? (tab)[i] : "unknown")
+const char *stg_phase_name(unsigned int phase)
+{
+	return STG_NAME(phase_names, phase);
+}
 
 /* An address of the key: IPv4 unmapped. */
 static void addr_format(const __u8 a[16], char *buf, size_t len)
@@ -96,22 +99,22 @@ void stg_event_format(const struct stg_event *e, bool json, char *buf,
 			 "\"server\":\"%s\",\"server_port\":%u,"
 			 "\"interface\":\"%s\",\"direction\":\"%s\","
 			 "\"state\":\"%s\"%s%s%s}",
-			 when, NAME(event_names, e->type),
+			 when, STG_NAME(event_names, e->type),
 			 e->reason ? ",\"reason\":\"" : "",
-			 e->reason ? NAME(reason_names, e->reason) : "",
+			 e->reason ? STG_NAME(reason_names, e->reason) : "",
 			 e->reason ? "\"" : "",
 			 cli, e->key.cli_port, srv, e->key.srv_port, ifname,
 			 e->ingress ? "ingress" : "egress",
-			 NAME(phase_names, e->phase),
+			 stg_phase_name(e->phase),
 			 *verb ? ",\"verb\":\"" : "", verb, *verb ? "\"" : "");
 	else
 		snprintf(buf, len, "%s %s%s%s client %s:%u server %s:%u on %s "
-			 "%s, was %s%s%s", when, NAME(event_names, e->type),
+			 "%s, was %s%s%s", when, STG_NAME(event_names, e->type),
 			 e->reason ? " " : "",
-			 e->reason ? NAME(reason_names, e->reason) : "",
+			 e->reason ? STG_NAME(reason_names, e->reason) : "",
 			 cli, e->key.cli_port, srv, e->key.srv_port, ifname,
 			 e->ingress ? "ingress" : "egress",
-			 NAME(phase_names, e->phase), *verb ? ", verb " : "",
+			 stg_phase_name(e->phase), *verb ? ", verb " : "",
 			 verb);
 }
 

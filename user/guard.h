@@ -19,6 +19,11 @@ extern bool verbose;
 extern const char *const counter_names[STG_C_RESETS];
 extern const char *const reason_names[STG_R_MAX];
 extern const char *const action_names[4];
+/* tab[i], or "unknown" past its end or on a hole. */
+#define STG_NAME(tab, i) \
+	((i) < sizeof(tab) / sizeof(*(tab)) && (tab)[i] ? (tab)[i] : "unknown")
+/* A connection's phase as events and replay name it. */
+const char *stg_phase_name(unsigned int phase);
 
 /* One line "starttls-guard: ..." on stderr; fail() returns 1. */
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

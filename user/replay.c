@@ -533,19 +533,6 @@ static int replay_file(struct replay *r, pcap_t *p, const char *path)
 
 /* --- output -------------------------------------------------------------- */
 
-static const char *const phase_names[] = {
-	[STG_PLAIN] = "plaintext",
-	[STG_STARTTLS_SENT] = "starttls_sent",
-	[STG_TLS_GO] = "starttls_accepted",
-	[STG_TLS_HELLO] = "tls_hello",
-	[STG_PICKUP_TLS] = "pickup",
-	[STG_TLS] = "tls",
-	[STG_EXEMPT] = "exempt",
-	[STG_BLOCKED] = "reset",
-	[STG_MONITORED] = "monitored",
-};
-
-#define NAME(tab, i) ((i) < sizeof(tab) / sizeof(*(tab)) && (tab)[i] ? (tab)[i] : "unknown")
 
 /* The decision on @c: "tls", "reset: REASON", "exempt"... */
 static void decision(const struct rconn *c, char *buf, size_t len)
@@ -553,10 +540,10 @@ static void decision(const struct rconn *c, char *buf, size_t len)
 	switch (c->ev) {
 	case STG_EV_RESET:
 	case STG_EV_DENIED:
-		snprintf(buf, len, "reset: %s", NAME(reason_names, c->reason));
+		snprintf(buf, len, "reset: %s", STG_NAME(reason_names, c->reason));
 		return;
 	case STG_EV_MONITOR:
-		snprintf(buf, len, "monitor: %s", NAME(reason_names, c->reason));
+		snprintf(buf, len, "monitor: %s", STG_NAME(reason_names, c->reason));
 		return;
 	case STG_EV_EXEMPT:
 		snprintf(buf, len, "exempt");
@@ -573,7 +560,7 @@ static void decision(const struct rconn *c, char *buf, size_t len)
 		snprintf(buf, len, "plaintext-quit");
 	else
 		snprintf(buf, len, "%s: %s", c->closed ? "closed" : "open",
-			 NAME(phase_names, c->phase));
+			 stg_phase_name(c->phase));
 }
 
 static void addr_str(const __u8 a[16], char *buf, size_t len, bool brackets)
@@ -596,7 +583,7 @@ static void print_conns(bool json)
 
 	for (size_t n = 0; n < tab.n; n++) {
 		const struct rconn *c = &tab.c[n];
-		const char *state = c->tracked ? NAME(phase_names, c->phase)
+		const char *state = c->tracked ? stg_phase_name(c->phase)
 					       : "none";
 		struct tm tm;
 		time_t sec = c->when.tv_sec;

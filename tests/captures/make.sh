@@ -23,9 +23,8 @@ record() {
 		2>/dev/null &
 	cap=$!
 	# tcpdump is ready once it holds its packet socket
-	lab_poll_socket
+	poll 5 capturing "$cap"
 }
-lab_poll_socket() { _lab_poll 5 bash -c "ls -l /proc/$cap/fd 2>/dev/null | grep -q socket"; }
 stop() { sleep 0.2; kill "$cap"; wait "$cap" 2>/dev/null; cap=; }
 swaks_() { lab_swaks --to bob@example.org --from alice@example.org "$@" >/dev/null 2>&1; }
 
@@ -75,11 +74,11 @@ stop
 #    namespace), outbound.
 lab_cli /usr/bin/python3 -m aiosmtpd -n -l "$LAB_CLI4:25" >/dev/null 2>&1 &
 sink=$!
-_lab_poll 5 lab_srv bash -c "exec 3<>/dev/tcp/$LAB_CLI4/25" 2>/dev/null
+poll 5 lab_srv bash -c "exec 3<>/dev/tcp/$LAB_CLI4/25" 2>/dev/null
 ip netns exec "$LAB_SRV_NS" tcpdump -Z root -i any -s 0 -U --immediate-mode \
 	-w "$here/outbound.pcap" tcp port 25 2>/dev/null &
 cap=$!
-lab_poll_socket
+poll 5 capturing "$cap"
 swaks_ --server "$LAB_SRV4" --tls
 lab_srv timeout 20 swaks --server "$LAB_CLI4" --to bob@example.org \
 	--from alice@example.org >/dev/null 2>&1

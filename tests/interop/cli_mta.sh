@@ -47,21 +47,14 @@
 _CLI_MTA_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 declare -F interop_unpack >/dev/null || source "$_CLI_MTA_LIBDIR/pkgs.sh"
 
-_cli_mta_err() { echo "$1: ${*:2}" >&2; }
+# shellcheck source=../lib/wait.sh
+declare -F poll >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
 
-# _cli_mta_poll TIMEOUT_S CMD...: run CMD every 50 ms until it succeeds or
-# TIMEOUT_S (may be fractional) elapses. Returns CMD's last status.
-_cli_mta_poll() {
-	local int=${1%.*} frac=0 deadline
-	[[ $1 == *.* ]] && { frac=${1#*.}000000; frac=$(( 10#${frac:0:6} )); }
-	deadline=$(( ${EPOCHREALTIME//[^0-9]/} + 10#${int:-0} * 1000000 + frac ))
-	shift
-	while :; do
-		"$@" && return 0
-		(( ${EPOCHREALTIME//[^0-9]/} >= deadline )) && { "$@"; return; }
-		sleep 0.05
-	done
-}
+# shellcheck source=../lib/postfix.sh
+declare -F postfix_master_cf >/dev/null ||
+	source "$(dirname "${BASH_SOURCE[0]}")/../lib/postfix.sh"
+
+_cli_mta_err() { echo "$1: ${*:2}" >&2; }
 
 # _cli_mta_rcpt MODE ADDR PORT: the route-encoding recipient.
 _cli_mta_rcpt() {
@@ -159,29 +152,9 @@ _cli_postfix_write_conf() {
 		done
 	} >"$d/postfix/transport"
 
-	cat >"$d/postfix/master.cf" <<-EOF
-	pickup    unix  n - n 60 1 pickup
-	cleanup   unix  n - n - 0 cleanup
-	qmgr      unix  n - n 300 1 qmgr
-	tlsmgr    unix  - - n 1000? 1 tlsmgr
-	rewrite   unix  - - n - - trivial-rewrite
-	bounce    unix  - - n - 0 bounce
-	defer     unix  - - n - 0 bounce
-	trace     unix  - - n - 0 bounce
-	verify    unix  - - n - 1 verify
-	flush     unix  n - n 1000? 0 flush
-	proxymap  unix  - - n - - proxymap
-	showq     unix  n - n - - showq
-	smtp      unix  - - n - - smtp
-	ipetls    unix  - - n - - smtp -o smtp_tls_security_level=encrypt
-	ipeplain  unix  - - n - - smtp -o smtp_tls_security_level=none
-	error     unix  - - n - - error
-	retry     unix  - - n - - error
-	discard   unix  - - n - - discard
-	anvil     unix  - - n - 1 anvil
-	scache    unix  - - n - 1 scache
-	postlog   unix-dgram n - n - 1 postlogd
-	EOF
+	postfix_master_cf 'ipetls    unix  - - n - - smtp -o smtp_tls_security_level=encrypt' \
+		'ipeplain  unix  - - n - - smtp -o smtp_tls_security_level=none' \
+		>"$d/postfix/master.cf"
 	touch -d '1 minute ago' "$d/postfix/main.cf" "$d/postfix/master.cf" \
 		"$d/postfix/transport"
 }
@@ -222,7 +195,7 @@ cli_postfix_setup() {
 		_cli_mta_err cli_postfix "postfix start failed: $(tr '\n' ' ' <"$d/postfix-start.out")"
 		return 1
 	fi
-	_cli_mta_poll 10 _cli_postfix_master "$d" >/dev/null ||
+	poll 10 _cli_postfix_master "$d" >/dev/null ||
 		{ _cli_mta_err cli_postfix "postfix master not running"; return 1; }
 	return 0
 }
@@ -234,11 +207,11 @@ cli_postfix_teardown() {
 	[[ -z $pids ]] && return 0
 	# shellcheck disable=SC2086 # word splitting of the pid list is intended
 	kill -TERM $pids 2>/dev/null
-	if ! _cli_mta_poll 5 _cli_postfix_none_left "$ns" "$d"; then
+	if ! poll 5 _cli_postfix_none_left "$ns" "$d"; then
 		pids=$(_cli_postfix_pids "$ns" "$d")
 		# shellcheck disable=SC2086
 		[[ -n $pids ]] && kill -KILL $pids 2>/dev/null
-		_cli_mta_poll 2 _cli_postfix_none_left "$ns" "$d" ||
+		poll 2 _cli_postfix_none_left "$ns" "$d" ||
 			{ _cli_mta_err cli_postfix "processes left in $ns"; return 1; }
 	fi
 	return 0
@@ -278,7 +251,7 @@ cli_postfix() {
 		return 1
 	fi
 	_cli_pf_qid='' _cli_pf_status='' _cli_pf_line=''
-	if ! _cli_mta_poll 20 _cli_postfix_outcome "$d/maillog" "$off" "$msgid"; then
+	if ! poll 20 _cli_postfix_outcome "$d/maillog" "$off" "$msgid"; then
 		_cli_mta_err cli_postfix "no delivery outcome logged in 20 s (queue id ${_cli_pf_qid:-?})"
 		[[ -n $_cli_pf_qid ]] &&
 			postsuper -c "$d/postfix" -d "$_cli_pf_qid" >/dev/null 2>&1

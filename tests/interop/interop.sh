@@ -168,10 +168,7 @@ capture_start() { # NS IFACE FILE
 	ip netns exec "$1" tcpdump -Z root -i "$2" -s 0 -U --immediate-mode \
 		-w "$3" 'tcp port 25 or tcp port 2525' 2>/dev/null &
 	capture_pid=$!
-	local n=0
-	until ls -l "/proc/$capture_pid/fd" 2>/dev/null | grep -q socket; do
-		n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.05
-	done
+	poll 5 capturing "$capture_pid"
 }
 capture_stop() {
 	sleep 0.2

@@ -19,26 +19,10 @@
 _SRV_AIO_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRV_AIOSMTPD_PYTHON=${SRV_AIOSMTPD_PYTHON:-/usr/bin/python3}
 
+# shellcheck source=../lib/wait.sh
+declare -F poll >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
+
 _srv_aio_err() { echo "srv_aiosmtpd: $*" >&2; }
-
-_srv_aio_poll() {
-	local int=${1%.*} frac=0 deadline
-	[[ $1 == *.* ]] && { frac=${1#*.}000000; frac=$((10#${frac:0:6})); }
-	deadline=$((${EPOCHREALTIME//[^0-9]/} + 10#${int:-0} * 1000000 + frac))
-	shift
-	while :; do
-		"$@" && return 0
-		((${EPOCHREALTIME//[^0-9]/} >= deadline)) && { "$@"; return; }
-		sleep 0.05
-	done
-}
-
-_srv_aio_banner() {
-	# shellcheck disable=SC2016 # expanded by the inner bash
-	ip netns exec "$1" timeout 2 bash -c \
-		'exec 3<>"/dev/tcp/$1/$2" && read -r -t 2 l <&3 && [[ $l == 220* ]] &&
-		 printf "QUIT\r\n" >&3' _ "$2" "$3" 2>/dev/null
-}
 
 _srv_aio_ready() {
 	local a p
@@ -46,7 +30,7 @@ _srv_aio_ready() {
 	[ -e "$3/ready" ] || return 1
 	for a in 192.0.2.25 2001:db8::25; do
 		for p in 25 2525; do
-			_srv_aio_banner "$1" "$a" "$p" || return 1
+			smtp_banner "$1" "$a" "$p" || return 1
 		done
 	done
 }
@@ -69,7 +53,7 @@ srv_aiosmtpd_start() {
 		</dev/null >>"$d/stderr.log" 2>&1 &
 	pid=$!
 	echo "$pid" >"$d/server.pid"
-	if ! _srv_aio_poll 10 _srv_aio_ready "$ns" "$pid" "$d" ||
+	if ! poll 10 _srv_aio_ready "$ns" "$pid" "$d" ||
 		! kill -0 "$pid" 2>/dev/null; then
 		_srv_aio_err "no 220 on *:25/*:2525 within 10 s: $(tail -n1 "$d/stderr.log" 2>/dev/null)"
 		srv_aiosmtpd_stop "$ns" "$d"
@@ -85,9 +69,9 @@ srv_aiosmtpd_stop() {
 	[ -s "$d/server.pid" ] || return 0
 	pid=$(cat "$d/server.pid")
 	kill -TERM "$pid" 2>/dev/null
-	if ! _srv_aio_poll 5 _srv_aio_gone "$pid"; then
+	if ! poll 5 _srv_aio_gone "$pid"; then
 		kill -KILL "$pid" 2>/dev/null
-		_srv_aio_poll 2 _srv_aio_gone "$pid" ||
+		poll 2 _srv_aio_gone "$pid" ||
 			{ _srv_aio_err "server $pid would not stop"; return 1; }
 	fi
 	wait "$pid" 2>/dev/null
@@ -121,7 +105,7 @@ _srv_aio_has() { [ -n "$(_srv_aio_tls "$1" "$2")" ]; }
 
 srv_aiosmtpd_delivered() {
 	local d=${1:?DIR} tok=${2:?TOKEN} t=${3:-10}
-	_srv_aio_poll "$t" _srv_aio_has "$d" "$tok" && return 0
+	poll "$t" _srv_aio_has "$d" "$tok" && return 0
 	_srv_aio_err "no message with $tok in $d/mailbox after ${t}s"
 	return 1
 }
@@ -149,7 +133,7 @@ _srv_aio_ended() { _srv_aio_scan "$1"; [ $? != 2 ]; }
 
 srv_aiosmtpd_saw_mail() {
 	local d=${1:?DIR} t=${2:-5} rc
-	_srv_aio_poll "$t" _srv_aio_ended "$d"
+	poll "$t" _srv_aio_ended "$d"
 	_srv_aio_scan "$d"
 	rc=$?
 	[ "$rc" = 2 ] && _srv_aio_err "no end of session logged within ${t}s"

@@ -31,30 +31,10 @@
 _SRV_EXIM_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 declare -F interop_unpack >/dev/null || source "$_SRV_EXIM_LIBDIR/pkgs.sh"
 
+# shellcheck source=../lib/wait.sh
+declare -F poll >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
+
 _srv_exim_err() { echo "srv_exim: $*" >&2; }
-
-# _srv_exim_poll TIMEOUT_S CMD...: run CMD every 50 ms until it succeeds or
-# TIMEOUT_S (may be fractional) elapses. Returns CMD's last status.
-_srv_exim_poll() {
-	local int=${1%.*} frac=0 deadline
-	[[ $1 == *.* ]] && { frac=${1#*.}000000; frac=$(( 10#${frac:0:6} )); }
-	deadline=$(( ${EPOCHREALTIME//[^0-9]/} + 10#${int:-0} * 1000000 + frac ))
-	shift
-	while :; do
-		"$@" && return 0
-		(( ${EPOCHREALTIME//[^0-9]/} >= deadline )) && { "$@"; return; }
-		sleep 0.05
-	done
-}
-
-# _srv_exim_banner NS ADDR PORT: a 220 banner is read from ADDR:PORT (from
-# inside NS, so that probe sessions use the server's own address).
-_srv_exim_banner() {
-	# shellcheck disable=SC2016 # expanded by the inner bash
-	ip netns exec "$1" timeout 2 bash -c \
-		'exec 3<>"/dev/tcp/$1/$2" && read -r -t 2 l <&3 && [[ $l == 220* ]] &&
-		 printf "QUIT\r\n" >&3 && read -r -t 2 l <&3' _ "$2" "$3" 2>/dev/null
-}
 
 # _srv_exim_overlay DIR: DIR/etc/passwd and group with a Debian-exim entry.
 _srv_exim_overlay() {
@@ -228,7 +208,7 @@ srv_exim_start() {
 	fi
 	for a in 192.0.2.25 2001:db8::25; do
 		for p in 25 2525; do
-			if ! _srv_exim_poll 10 _srv_exim_banner "$ns" "$a" "$p"; then
+			if ! poll 10 smtp_banner "$ns" "$a" "$p"; then
 				_srv_exim_err "no 220 from [$a]:$p; log: $(tail -n 3 "$d/log/mainlog" 2>/dev/null |
 					tr '\n' ' ') $(tr '\n' ' ' <"$d/log/paniclog" 2>/dev/null)"
 				return 1
@@ -256,11 +236,11 @@ srv_exim_stop() {
 	pids=$( { cat "$d/exim.pid" 2>/dev/null; _srv_exim_pids "$ns"; } | sort -u)
 	# shellcheck disable=SC2086 # word splitting of the pid list is intended
 	[[ -n $pids ]] && kill -TERM $pids 2>/dev/null
-	if ! _srv_exim_poll 5 _srv_exim_none_left "$ns"; then
+	if ! poll 5 _srv_exim_none_left "$ns"; then
 		pids=$(_srv_exim_pids "$ns")
 		# shellcheck disable=SC2086
 		[[ -n $pids ]] && kill -KILL $pids 2>/dev/null
-		_srv_exim_poll 2 _srv_exim_none_left "$ns" ||
+		poll 2 _srv_exim_none_left "$ns" ||
 			{ _srv_exim_err "exim processes left in $ns"; return 1; }
 	fi
 	rm -f "$d/exim.pid"
@@ -282,7 +262,7 @@ _srv_exim_log() {
 _srv_exim_has_token() { grep -qF -- "$2" "$1/mail/inbox" 2>/dev/null; }
 
 # srv_exim_delivered DIR TOKEN [TIMEOUT_S=10]
-srv_exim_delivered() { _srv_exim_poll "${3:-10}" _srv_exim_has_token "$1" "$2"; }
+srv_exim_delivered() { poll "${3:-10}" _srv_exim_has_token "$1" "$2"; }
 
 # srv_exim_delivered_tls DIR TOKEN: 0 if the (first) message containing TOKEN
 # was received over TLS: its top Received: header (written by this Exim)

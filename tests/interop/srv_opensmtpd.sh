@@ -43,35 +43,16 @@
 
 _SRV_OS_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
+# shellcheck source=../lib/wait.sh
+declare -F poll >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
+
 _srv_os_err() { echo "srv_opensmtpd: $*" >&2; }
-
-# _srv_os_poll TIMEOUT_S CMD...: run CMD every 50 ms until it succeeds or
-# TIMEOUT_S (may be fractional) elapses.
-_srv_os_poll() {
-	local int=${1%.*} frac=0 deadline
-	[[ $1 == *.* ]] && { frac=${1#*.}000000; frac=$((10#${frac:0:6})); }
-	deadline=$((${EPOCHREALTIME//[^0-9]/} + 10#${int:-0} * 1000000 + frac))
-	shift
-	while :; do
-		"$@" && return 0
-		((${EPOCHREALTIME//[^0-9]/} >= deadline)) && { "$@"; return; }
-		sleep 0.05
-	done
-}
-
-# _srv_os_banner NS ADDR PORT: true once a 220 banner is read (from inside NS).
-_srv_os_banner() {
-	# shellcheck disable=SC2016 # expanded by the inner bash
-	ip netns exec "$1" timeout 2 bash -c \
-		'exec 3<>"/dev/tcp/$1/$2" && read -r -t 2 l <&3 && [[ $l == 220* ]] &&
-		 printf "QUIT\r\n" >&3' _ "$2" "$3" 2>/dev/null
-}
 
 _srv_os_all_banners() {
 	local a p
 	for a in 192.0.2.25 2001:db8::25; do
 		for p in 25 2525; do
-			_srv_os_banner "$1" "$a" "$p" || return 1
+			smtp_banner "$1" "$a" "$p" || return 1
 		done
 	done
 }
@@ -222,7 +203,7 @@ srv_opensmtpd_start() {
 		</dev/null >>"$d/start.log" 2>&1 &
 	pid=$!
 	echo "$pid" >"$d/smtpd.pid"
-	if ! _srv_os_poll 10 _srv_os_all_banners "$ns"; then
+	if ! poll 10 _srv_os_all_banners "$ns"; then
 		_srv_os_err "no 220 on *:25/*:2525 within 10 s: $(tail -n1 "$d/smtpd.log" "$d/start.log" 2>/dev/null | tr '\n' ' ')"
 		srv_opensmtpd_stop "$ns" "$d"
 		return 1
@@ -253,11 +234,11 @@ srv_opensmtpd_stop() {
 	kill -TERM "$pid" $kids 2>/dev/null
 	[ -s "$d/filter.pid" ] && kids="$kids $(cat "$d/filter.pid")"
 	# shellcheck disable=SC2086
-	if ! _srv_os_poll 5 _srv_os_gone "$pid" $kids; then
+	if ! poll 5 _srv_os_gone "$pid" $kids; then
 		# shellcheck disable=SC2086
 		kill -KILL "$pid" $kids 2>/dev/null
 		# shellcheck disable=SC2086
-		_srv_os_poll 2 _srv_os_gone "$pid" $kids ||
+		poll 2 _srv_os_gone "$pid" $kids ||
 			{ _srv_os_err "smtpd $pid would not stop"; return 1; }
 	fi
 	wait "$pid" 2>/dev/null
@@ -286,7 +267,7 @@ _srv_os_find() {
 
 srv_opensmtpd_delivered() {
 	local d=${1:?DIR} tok=${2:?TOKEN} t=${3:-10}
-	_srv_os_poll "$t" _srv_os_find "$d" "$tok" >/dev/null && return 0
+	poll "$t" _srv_os_find "$d" "$tok" >/dev/null && return 0
 	_srv_os_err "no message with $tok in $d/mail/Maildir after ${t}s"
 	return 1
 }
@@ -321,7 +302,7 @@ _srv_os_scan() {
 
 srv_opensmtpd_saw_mail() {
 	local d=${1:?DIR} t=${2:-5} rc
-	_srv_os_poll "$t" _srv_os_ended "$d"
+	poll "$t" _srv_os_ended "$d"
 	_srv_os_scan "$d"
 	rc=$?
 	[ "$rc" = 2 ] && _srv_os_err "no end of session logged within ${t}s"

@@ -25,30 +25,14 @@
 #
 # Safe with "set -u"; does not rely on "set -e".
 
+# shellcheck source=../lib/wait.sh
+declare -F poll >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
+
+# shellcheck source=../lib/postfix.sh
+declare -F postfix_master_cf >/dev/null ||
+	source "$(dirname "${BASH_SOURCE[0]}")/../lib/postfix.sh"
+
 _srv_postfix_err() { echo "srv_postfix: $*" >&2; }
-
-# _srv_postfix_poll TIMEOUT_S CMD...: run CMD every 50 ms until it succeeds
-# or TIMEOUT_S (may be fractional) elapses. Returns CMD's last status.
-_srv_postfix_poll() {
-	local int=${1%.*} frac=0 deadline
-	[[ $1 == *.* ]] && { frac=${1#*.}000000; frac=$(( 10#${frac:0:6} )); }
-	deadline=$(( ${EPOCHREALTIME//[^0-9]/} + 10#${int:-0} * 1000000 + frac ))
-	shift
-	while :; do
-		"$@" && return 0
-		(( ${EPOCHREALTIME//[^0-9]/} >= deadline )) && { "$@"; return; }
-		sleep 0.05
-	done
-}
-
-# _srv_postfix_banner NS ADDR PORT: a 220 banner is read from ADDR:PORT
-# (from inside NS: probe sessions use the server's own address).
-_srv_postfix_banner() {
-	# shellcheck disable=SC2016 # expanded by the inner bash
-	ip netns exec "$1" timeout 2 bash -c \
-		'exec 3<>"/dev/tcp/$1/$2" && read -r -t 2 l <&3 && [[ $l == 220* ]] &&
-		 printf "QUIT\r\n" >&3 && read -r -t 2 l <&3' _ "$2" "$3" 2>/dev/null
-}
 
 _srv_postfix_write_conf() {
 	local d=$1 uid gid
@@ -134,31 +118,9 @@ _srv_postfix_write_conf() {
 	# shellcheck disable=SC2016 # $1 is Postfix's, not the shell's
 	printf '%s\n' '/^EHLO([[:space:]].*)?$/ XEHLO-REFUSED$1' >"$d/postfix/noehlo.regexp"
 
-	cat >"$d/postfix/master.cf" <<-EOF
-	smtp      inet  n - n - - smtpd
-	2525      inet  n - n - - smtpd -o smtpd_command_filter=regexp:$d/postfix/noehlo.regexp
-	pickup    unix  n - n 60 1 pickup
-	cleanup   unix  n - n - 0 cleanup
-	qmgr      unix  n - n 300 1 qmgr
-	tlsmgr    unix  - - n 1000? 1 tlsmgr
-	rewrite   unix  - - n - - trivial-rewrite
-	bounce    unix  - - n - 0 bounce
-	defer     unix  - - n - 0 bounce
-	trace     unix  - - n - 0 bounce
-	verify    unix  - - n - 1 verify
-	flush     unix  n - n 1000? 0 flush
-	proxymap  unix  - - n - - proxymap
-	showq     unix  n - n - - showq
-	smtp      unix  - - n - - smtp
-	error     unix  - - n - - error
-	retry     unix  - - n - - error
-	discard   unix  - - n - - discard
-	local     unix  - n n - - local
-	virtual   unix  - n n - - virtual
-	anvil     unix  - - n - 1 anvil
-	scache    unix  - - n - 1 scache
-	postlog   unix-dgram n - n - 1 postlogd
-	EOF
+	postfix_master_cf 'smtp      inet  n - n - - smtpd' \
+		"2525      inet  n - n - - smtpd -o smtpd_command_filter=regexp:$d/postfix/noehlo.regexp" \
+		>"$d/postfix/master.cf"
 
 	# Cyrus SASL: application "smtpd" reads DIR/postfix/sasl/smtpd.conf.
 	cat >"$d/postfix/sasl/smtpd.conf" <<-EOF
@@ -214,14 +176,14 @@ srv_postfix_start() {
 	fi
 	for a in 192.0.2.25 2001:db8::25; do
 		for p in 25 2525; do
-			if ! _srv_postfix_poll 10 _srv_postfix_banner "$ns" "$a" "$p"; then
+			if ! poll 10 smtp_banner "$ns" "$a" "$p"; then
 				_srv_postfix_err "no 220 from [$a]:$p; log: $(tail -n 3 "$d/maillog" 2>/dev/null | tr '\n' ' ')"
 				return 1
 			fi
 		done
 	done
 	# The probes' "disconnect" lines must not end up after the mark.
-	_srv_postfix_poll 5 _srv_postfix_quiet "$d"
+	poll 5 _srv_postfix_quiet "$d"
 	srv_postfix_mark "$d"
 	return 0
 }
@@ -250,11 +212,11 @@ srv_postfix_stop() {
 	[[ -z $pids ]] && return 0
 	# shellcheck disable=SC2086 # word splitting of the pid list is intended
 	kill -TERM $pids 2>/dev/null
-	if ! _srv_postfix_poll 5 _srv_postfix_none_left "$ns" "$d"; then
+	if ! poll 5 _srv_postfix_none_left "$ns" "$d"; then
 		pids=$(_srv_postfix_pids "$ns" "$d")
 		# shellcheck disable=SC2086
 		[[ -n $pids ]] && kill -KILL $pids 2>/dev/null
-		_srv_postfix_poll 2 _srv_postfix_none_left "$ns" "$d" ||
+		poll 2 _srv_postfix_none_left "$ns" "$d" ||
 			{ _srv_postfix_err "postfix processes left in $ns"; return 1; }
 	fi
 	return 0
@@ -276,7 +238,7 @@ _srv_postfix_smtpd_log() {
 _srv_postfix_has_token() { grep -qF -- "$2" "$1/mail/inbox" 2>/dev/null; }
 
 # srv_postfix_delivered DIR TOKEN [TIMEOUT_S=10]
-srv_postfix_delivered() { _srv_postfix_poll "${3:-10}" _srv_postfix_has_token "$1" "$2"; }
+srv_postfix_delivered() { poll "${3:-10}" _srv_postfix_has_token "$1" "$2"; }
 
 # srv_postfix_delivered_tls DIR TOKEN: 0 if the (first) message containing
 # TOKEN came over TLS: its top Received: header (this smtpd's) has
@@ -329,7 +291,7 @@ _srv_postfix_all_ended() {
 srv_postfix_saw_mail() {
 	local rc=1
 	_srv_postfix_st=
-	_srv_postfix_poll "${2:-5}" _srv_postfix_all_ended "$1" || rc=2
+	poll "${2:-5}" _srv_postfix_all_ended "$1" || rc=2
 	grep -qE ' (yes|mailopen)$' <<<"$_srv_postfix_st" && return 0
 	return $rc
 }

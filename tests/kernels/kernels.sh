@@ -45,7 +45,7 @@ fetch() {
 	local series=$1 re opts=() pkg deb dir
 	case $series in
 	5.10) re='^linux-image-5\.10\.0-[0-9]+-cloud-amd64-unsigned$'; opts=("${apt_bullseye[@]}")
-	      [ -n "$(ls "$bullseye/lists" | grep Packages)" ] ||
+	      compgen -G "$bullseye/lists/*Packages*" >/dev/null ||
 		apt-get "${opts[@]}" update -qq >/dev/null 2>&1 ;;
 	6.1) re='^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$' ;;
 	6.12) re='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$' ;;

@@ -36,37 +36,16 @@ export LAB_LIB_DIR LAB_SRV4 LAB_SRV6 LAB_CLI4 LAB_CLI4_ALT LAB_CLI6 LAB_CLI6_ALT
 _LAB_MAIL_UID=$(id -u nobody)
 _LAB_MAIL_GID=$(id -g nobody)
 
+# shellcheck source=wait.sh
+source "$LAB_LIB_DIR/wait.sh"
+# shellcheck source=postfix.sh
+source "$LAB_LIB_DIR/postfix.sh"
+
 _lab_err() { echo "lab: $*" >&2; }
 
 # Run a command in the client / server namespace.
 lab_cli() { ip netns exec "$LAB_CLI_NS" "$@"; }
 lab_srv() { ip netns exec "$LAB_SRV_NS" "$@"; }
-
-# _lab_poll TIMEOUT_S CMD... : run CMD every 50 ms until it succeeds or
-# TIMEOUT_S (may be fractional) elapses.  Returns CMD's last status.
-_lab_poll() {
-	local int=${1%.*} frac=0 deadline
-	[[ $1 == *.* ]] && { frac=${1#*.}000000; frac=$(( 10#${frac:0:6} )); }
-	# EPOCHREALTIME in microseconds (strip the locale's decimal separator).
-	deadline=$(( ${EPOCHREALTIME//[^0-9]/} + 10#${int:-0} * 1000000 + frac ))
-	shift
-	while :; do
-		"$@" && return 0
-		(( ${EPOCHREALTIME//[^0-9]/} >= deadline )) && { "$@"; return; }
-		sleep 0.05
-	done
-}
-
-# True once an SMTP banner (220) is read from ADDR port 25.  Runs in the
-# server namespace so that probe sessions are logged with the server's own
-# address and never pollute the log lines of the client addresses.
-_lab_smtp_ready() {
-	# shellcheck disable=SC2016 # $1 is expanded by the inner bash
-	lab_srv timeout 2 bash -c \
-		'exec 3<>"/dev/tcp/$1/25" && read -r -t 2 l <&3 && [[ $l == 220* ]] &&
-		 printf "QUIT\r\n" >&3' \
-		_ "$1" 2>/dev/null
-}
 
 _lab_write_postfix_conf() {
 	local d=$LAB_DIR
@@ -134,30 +113,7 @@ _lab_write_postfix_conf() {
 	EOF
 
 	# No chroot anywhere, no postscreen: smtpd listens directly on port 25.
-	cat >"$d/postfix/master.cf" <<-'EOF'
-	smtp      inet  n - n - - smtpd
-	pickup    unix  n - n 60 1 pickup
-	cleanup   unix  n - n - 0 cleanup
-	qmgr      unix  n - n 300 1 qmgr
-	tlsmgr    unix  - - n 1000? 1 tlsmgr
-	rewrite   unix  - - n - - trivial-rewrite
-	bounce    unix  - - n - 0 bounce
-	defer     unix  - - n - 0 bounce
-	trace     unix  - - n - 0 bounce
-	verify    unix  - - n - 1 verify
-	flush     unix  n - n 1000? 0 flush
-	proxymap  unix  - - n - - proxymap
-	showq     unix  n - n - - showq
-	smtp      unix  - - n - - smtp
-	error     unix  - - n - - error
-	retry     unix  - - n - - error
-	discard   unix  - - n - - discard
-	local     unix  - n n - - local
-	virtual   unix  - n n - - virtual
-	anvil     unix  - - n - 1 anvil
-	scache    unix  - - n - 1 scache
-	postlog   unix-dgram n - n - 1 postlogd
-	EOF
+	postfix_master_cf 'smtp      inet  n - n - - smtpd' >"$d/postfix/master.cf"
 	# Postfix re-reads a config file until its mtime is >= 2 s in the past
 	# (guard against reading a file being edited): backdate ours, or every
 	# postconf/postsuper run by "postfix start" sleeps ~2 s.
@@ -219,8 +175,8 @@ lab_up() {
 		_lab_err "postfix start failed:"; cat "$LAB_DIR/postfix-start.out" >&2
 		return 1
 	fi
-	if ! _lab_poll 10 _lab_smtp_ready "$LAB_SRV4" ||
-	   ! _lab_poll 5 _lab_smtp_ready "$LAB_SRV6"; then
+	if ! poll 10 smtp_banner "$LAB_SRV_NS" "$LAB_SRV4" 25 ||
+	   ! poll 5 smtp_banner "$LAB_SRV_NS" "$LAB_SRV6" 25; then
 		_lab_err "Postfix does not answer on port 25; log tail:"
 		tail -n 20 "$LAB_MAILLOG" >&2 2>/dev/null
 		return 1
@@ -228,8 +184,8 @@ lab_up() {
 	# The veth carrier/qdisc is activated asynchronously (linkwatch): make
 	# sure the client->server path works both ways before tests start.
 	# ICMP only, so the Postfix log stays free of client-address lines.
-	if ! _lab_poll 5 lab_cli ping -q -c1 -W1 "$LAB_SRV4" >/dev/null ||
-	   ! _lab_poll 5 lab_cli ping -q -c1 -W1 "$LAB_SRV6" >/dev/null; then
+	if ! poll 5 lab_cli ping -q -c1 -W1 "$LAB_SRV4" >/dev/null ||
+	   ! poll 5 lab_cli ping -q -c1 -W1 "$LAB_SRV6" >/dev/null; then
 		_lab_err "no connectivity between $LAB_CLI_NS and $LAB_SRV_NS"
 		return 1
 	fi
@@ -247,11 +203,11 @@ _lab_kill_ns() {
 	[[ -z $pids ]] && return 0
 	# shellcheck disable=SC2086 # word splitting of the pid list is intended
 	kill -TERM $pids 2>/dev/null
-	if ! _lab_poll 5 _lab_ns_empty "$ns"; then
+	if ! poll 5 _lab_ns_empty "$ns"; then
 		pids=$(ip netns pids "$ns" 2>/dev/null)
 		# shellcheck disable=SC2086
 		[[ -n $pids ]] && kill -KILL $pids 2>/dev/null
-		_lab_poll 2 _lab_ns_empty "$ns"
+		poll 2 _lab_ns_empty "$ns"
 	fi
 }
 _lab_ns_empty() { [[ -z $(ip netns pids "$1" 2>/dev/null) ]]; }
@@ -284,7 +240,7 @@ lab_down() {
 lab_delivered() { grep -qF -- "$1" "$LAB_MAILBOX" 2>/dev/null; }
 
 # lab_wait_delivered TOKEN [TIMEOUT_S=10]: poll until TOKEN is delivered.
-lab_wait_delivered() { _lab_poll "${2:-10}" lab_delivered "$1"; }
+lab_wait_delivered() { poll "${2:-10}" lab_delivered "$1"; }
 
 # --- Postfix log helpers ---------------------------------------------------
 # All log queries only look at log lines written after the last lab_log_mark
@@ -304,7 +260,7 @@ _lab_smtpd_lines() { lab_log | grep -F 'postfix/smtpd[' | grep -F "[$1]"; }
 # lab_log_wait_disconnect IP [TIMEOUT_S=5]: wait until smtpd logged the end
 # of a session from IP ("disconnect from unknown[IP] ...").
 lab_log_wait_disconnect() {
-	_lab_poll "${2:-5}" _lab_has_disconnect "$1"
+	poll "${2:-5}" _lab_has_disconnect "$1"
 }
 _lab_has_disconnect() { _lab_smtpd_lines "$1" | grep -q ': disconnect from '; }
 
