@@ -1827,7 +1827,7 @@ static const char usage[] =
 	"                           attach to interfaces (or update options)\n"
 	"  detach [IFACE...] [--force]\n"
 	"                           detach (from all when none is named)\n"
-	"  status                   where it is attached, mode, ports\n"
+	"  status                   where it is attached, mode, ports, scanner\n"
 	"  allow add CIDR [--deny|--auth-only] | allow del CIDR | allow list\n"
 	"                           exempt, deny or relax hosts, live\n"
 	"  stats [--json]           counters\n"

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # tests/kernels/kernels.sh - make kernels: the guard on the kernels people
 # run. Debian's cloud kernels 5.10 (Debian 11), 6.1 (Debian 12) and 6.12
-# (Debian 12's backports, Debian 13) are fetched with apt-get download
-# (the newest build the mirror serves, chosen with apt-cache; cached in
-# build/kernels) and booted under qemu (TCG) with an initramfs of
+# (Debian 12's linux-6.12, the series of Debian 13) are fetched with
+# apt-get download (the newest build in the apt lists: the machine's for
+# 6.1 and 6.12, which need bookworm and bookworm-security in its sources;
+# a list of our own for 5.10) and cached in build/kernels, then booted under qemu (TCG) with an initramfs of
 # busybox-static and the static binaries; the machine's own kernel runs
 # the same steps directly, in a network namespace of its own. The steps
 # are tests/kernels/steps.sh's. Prints one line per kernel and step and
@@ -21,15 +22,18 @@ passed=0
 failed=0
 table=
 mkdir -p "$cache/debs"
+[ "$(id -u)" = 0 ] || { echo "FAIL - kernels: needs root (namespaces, BPF)"; echo "0 passed, 1 failed"; exit 1; }
 work=$(mktemp -d /tmp/stg-kernels.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+trap 'echo "kernels: interrupted"; exit 130' INT TERM
 
 for b in starttls-guard test_packets smtp_pair; do
 	[ -x "$bins/$b" ] || { echo "FAIL - kernels: $bins/$b missing (make kernels builds it)"; echo "0 passed, 1 failed"; exit 1; }
 done
 
 # Debian 11's kernels are in bullseye-security, not in this machine's
-# sources: a list of our own, /etc/apt untouched.
+# sources: a list of our own (fetched again after a day), /etc/apt
+# untouched.
 bullseye=$cache/apt-bullseye
 apt_bullseye=(-o "Dir::Etc::SourceList=$bullseye/sources.list"
 	-o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$bullseye/lists"
@@ -40,23 +44,28 @@ echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.
 
 # fetch SERIES: the newest cloud kernel of SERIES that downloads, unpacked;
 # prints its directory. An older build is tried when the newest is gone
-# from the mirror (a listed build can be).
+# from the mirror (a listed build can be), and one already in the cache
+# serves when apt lists none. apt's errors go to $work/SERIES.apt.
 fetch() {
-	local series=$1 re opts=() pkg deb dir
+	local series=$1 re opts=() pkg deb dir err=$work/$1.apt
 	case $series in
 	5.10) re='^linux-image-5\.10\.0-[0-9]+-cloud-amd64-unsigned$'; opts=("${apt_bullseye[@]}")
-	      compgen -G "$bullseye/lists/*Packages*" >/dev/null ||
-		apt-get "${opts[@]}" update -qq >/dev/null 2>&1 ;;
+	      [ -n "$(find "$bullseye/updated" -mtime -1 2>/dev/null)" ] ||
+		{ apt-get "${opts[@]}" update -qq >/dev/null 2>>"$err" &&
+		  touch "$bullseye/updated"; } ;;
 	6.1) re='^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$' ;;
 	6.12) re='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$' ;;
 	esac
-	for pkg in $(apt-cache "${opts[@]}" search --names-only "$re" 2>/dev/null |
-			awk '{print $1}' | sort -V -r | head -n 4); do
+	for pkg in $( {
+			apt-cache "${opts[@]}" search --names-only "$re" 2>>"$err" | awk '{print $1}'
+			find "$cache" -mindepth 2 -maxdepth 2 -name .done -printf '%h\n' |
+				xargs -r -n1 basename | grep -E "$re"
+		} | sort -V -r -u | head -n 4); do
 		dir=$cache/$pkg
 		if [ -e "$dir/.done" ]; then echo "$dir"; return 0; fi
 		deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | head -n1)
 		if [ -z "$deb" ]; then
-			(cd "$cache/debs" && apt-get "${opts[@]}" download -qq "$pkg" >/dev/null 2>&1) || continue
+			(cd "$cache/debs" && apt-get "${opts[@]}" download -qq "$pkg" >/dev/null 2>>"$err") || continue
 			deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | head -n1)
 		fi
 		[ -n "$deb" ] || continue
@@ -95,7 +104,6 @@ initramfs() {
 	for m in /modules/*.ko; do [ -e "$m" ] && insmod "$m"; done
 	echo "@@ kernel $(uname -r)"
 	sh /stg/steps.sh /stg
-	echo "@@ end"
 	poweroff -f
 	EOF
 	chmod 755 "$r/init"
@@ -118,7 +126,7 @@ report() {
 		"    | "*) echo "$line" ;; # a refusal, as the user sees it
 		esac
 	done <"$out"
-	if ! grep -q '^@@ end' "$out"; then
+	if ! grep -q '^@@ end' "$out" || [ $steps -lt 2 ]; then
 		failed=$((failed + 1))
 		echo "FAIL - kernel $label: did not run to the end; the console's last lines:"
 		tail -n 15 "$out" | sed 's/^/    /'
@@ -131,26 +139,27 @@ report() {
 for series in 5.10 6.1 6.12; do
 	if ! kdir=$(fetch $series); then
 		failed=$((failed + 1))
-		echo "FAIL - kernel $series: no Debian cloud kernel of this series could be downloaded"
+		why=$(grep -m1 -E '^(E:|W: Failed)' "$work/$series.apt" 2>/dev/null)
+		echo "FAIL - kernel $series: no Debian cloud kernel of this series could be downloaded: ${why:-apt lists none (6.1 and 6.12 need bookworm and bookworm-security in the apt sources)}"
 		continue
 	fi
 	vmlinuz=$(ls "$kdir"/boot/vmlinuz-* | head -n1)
 	kver=${vmlinuz##*/vmlinuz-}
 	initramfs "$kdir" "$work/initrd.gz"
-	timeout 900 qemu-system-x86_64 -accel tcg -m 1G -smp 1 -nographic \
+	# --foreground: a Ctrl-C reaches qemu
+	timeout --foreground 900 qemu-system-x86_64 -accel tcg -m 1G -smp 1 -nographic \
 		-no-reboot -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
 		-append "console=ttyS0 quiet panic=-1" >"$work/$series.out" 2>&1 </dev/null
 	case $series in
 	5.10) dist="Debian 11" ;;
 	6.1) dist="Debian 12" ;;
-	6.12) dist="Debian 13, Debian 12 backports" ;;
+	6.12) dist="Debian 12's linux-6.12 (Debian 13's series)" ;;
 	esac
 	report "$kver" "$work/$series.out" "$dist"
 done
 
 # The machine's own kernel, directly
 unshare -n sh "$here/steps.sh" "$bins" >"$work/own.out" 2>&1
-echo "@@ end" >>"$work/own.out"
 report "$(uname -r)" "$work/own.out" "this machine"
 
 if [ $readme = 1 ] && [ $failed = 0 ]; then
