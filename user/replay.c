@@ -43,6 +43,10 @@
 #define SEG_PAYLOAD 1448
 #define FRAME_MAX 3712
 #define CAPTURE_MAX 262144	/* libpcap's largest packet */
+/* Frames start 2 bytes into 4-aligned buffers, so that the IP and TCP
+ * headers after a 14-byte Ethernet header are aligned (as the kernel's
+ * NET_IP_ALIGN does) */
+#define IP_ALIGN 2
 
 /* One connection seen in the captures (a tuple used again after a new
  * SYN is a connection of its own) */
@@ -364,7 +368,8 @@ static void set_ip_len(__u8 *f, __u32 l3, __u32 len)
 static int run_frame(struct replay *r, __u8 *f, __u32 len, bool cut,
 		     int out)
 {
-	static __u8 seg[FRAME_MAX];
+	static __u8 seg_buf[IP_ALIGN + FRAME_MAX] __attribute__((aligned(4)));
+	__u8 *seg = seg_buf + IP_ALIGN;
 	struct stg_conn_key k;
 	bool c2s;
 	__u32 l3, l4, hl, pay, seq;
@@ -382,7 +387,7 @@ static int run_frame(struct replay *r, __u8 *f, __u32 len, bool cut,
 		return 0;
 	}
 	hl = l4 + ((const struct tcphdr *)(f + l4))->doff * 4;
-	if (hl + SEG_PAYLOAD > sizeof(seg)) {
+	if (hl + SEG_PAYLOAD > FRAME_MAX) {
 		r->failed++; /* headers too long to leave room for payload */
 		return 0;
 	}
@@ -507,7 +512,9 @@ static pcap_t *open_capture(const char *path)
  * replayed up to there, with a warning. -1 when out of memory. */
 static int replay_file(struct replay *r, pcap_t *p, const char *path)
 {
-	static __u8 frame[CAPTURE_MAX + ETH_HLEN];
+	static __u8 frame_buf[IP_ALIGN + CAPTURE_MAX + ETH_HLEN]
+		__attribute__((aligned(4)));
+	__u8 *frame = frame_buf + IP_ALIGN;
 	int dlt = pcap_datalink(p), rc;
 	struct pcap_pkthdr *h;
 	const __u8 *data;
@@ -515,8 +522,8 @@ static int replay_file(struct replay *r, pcap_t *p, const char *path)
 	while ((rc = pcap_next_ex(p, &h, &data)) == 1) {
 		bool cut = h->caplen < h->len;
 		int dir;
-		__u32 n = to_ether(dlt, data, h->caplen, frame, sizeof(frame),
-				   &dir);
+		__u32 n = to_ether(dlt, data, h->caplen, frame,
+				   CAPTURE_MAX + ETH_HLEN, &dir);
 
 		r->cut += cut;
 		now = h->ts;
