@@ -84,6 +84,20 @@ config_file() {
 }
 t "--config: the file's mode and hosts" config_file
 
+# Hosts from the command line, over the file's: the file exempts the IPv6
+# client, --deny refuses it; --auth-only-hosts lets the IPv4 client's
+# plaintext session (no AUTH in it) pass where the default resets it.
+host_options() {
+	printf 'exempt = 2001:db8::10\n' >"$tmp/h.conf"
+	out=$(cd "$caps" && "$G_BIN" replay --config "$tmp/h.conf" --deny 2001:db8::10 \
+		--auth-only-hosts 192.0.2.10 sessions.pcapng) || return 1
+	[ "$(printf '%s\n' "$out" | grep -c '^\[2001:db8::10\]:.*  reset: denied_host at ')" = 2 ] &&
+	printf '%s\n' "$out" | grep -q '^192.0.2.10:.*  plaintext-quit$' &&
+	grep -q '^192.0.2.10:.*  reset: plaintext_command' "$caps/sessions.expected" ||
+		{ printf '%s\n' "$out"; return 1; }
+}
+t "--deny and --auth-only-hosts, over the file's hosts" host_options
+
 # A capture cut by its snap length is replayed with a warning, and the
 # connections whose packets were cut say so.
 cut_short() {

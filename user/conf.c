@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <bpf/bpf.h>
+
 #include "guard.h"
 #include "cidr.h"
 
@@ -100,6 +102,32 @@ static int yes_no(const char *v)
 	return !strcmp(v, "yes") ? 1 : !strcmp(v, "no") ? 0 : -1;
 }
 
+int stg_conf_add_host(struct stg_conf *c, const char *cidr, __u32 action,
+		      char *err, size_t errlen)
+{
+	struct stg_conf_host *h;
+	const char *why;
+
+	if (c->nhosts >= STG_MAX_HOSTS)
+		return snprintf(err, errlen, "at most %d hosts in all",
+				STG_MAX_HOSTS), -1;
+	h = realloc(c->hosts, (c->nhosts + 1) * sizeof(*h));
+	if (!h)
+		return snprintf(err, errlen, "out of memory"), -1;
+	c->hosts = h;
+	h += c->nhosts;
+	why = stg_cidr_parse(cidr, &h->key);
+	if (why)
+		return snprintf(err, errlen, "bad CIDR '%s': %s", cidr, why), -1;
+	for (int i = 0; i < c->nhosts; i++)
+		if (!memcmp(&c->hosts[i].key, &h->key, sizeof(h->key)))
+			return snprintf(err, errlen, "%s is given twice", cidr),
+			       -1;
+	h->action = action;
+	c->nhosts++;
+	return 0;
+}
+
 /* Apply @value of key @k to @c: 0, or -1 with the reason in @err. */
 static int apply(struct stg_conf *c, const struct key *k, char *value,
 		 char *err, size_t errlen)
@@ -168,29 +196,8 @@ static int apply(struct stg_conf *c, const struct key *k, char *value,
 						"interfaces", STG_CONF_MAX_IFACES), -1;
 			snprintf(c->ifaces[c->nifaces++], IF_NAMESIZE_CONF,
 				 "%s", item);
-		} else {
-			struct stg_conf_host *h;
-			const char *why;
-
-			if (c->nhosts >= STG_MAX_HOSTS)
-				return snprintf(err, errlen, "at most %d hosts in "
-						"all", STG_MAX_HOSTS), -1;
-			h = realloc(c->hosts, (c->nhosts + 1) * sizeof(*h));
-			if (!h)
-				return snprintf(err, errlen, "out of memory"), -1;
-			c->hosts = h;
-			h += c->nhosts;
-			why = stg_cidr_parse(item, &h->key);
-			if (why)
-				return snprintf(err, errlen, "bad CIDR '%s': %s",
-						item, why), -1;
-			for (int i = 0; i < c->nhosts; i++)
-				if (!memcmp(&c->hosts[i].key, &h->key,
-					    sizeof(h->key)))
-					return snprintf(err, errlen, "%s is "
-							"given twice", item), -1;
-			h->action = k->opt;
-			c->nhosts++;
+		} else if (stg_conf_add_host(c, item, k->opt, err, errlen)) {
+			return -1;
 		}
 	}
 	/* An empty list: none (for the ports: the default, 25) */
@@ -198,6 +205,18 @@ static int apply(struct stg_conf *c, const struct key *k, char *value,
 		return stg_opt_set(&c->opts, 'I', "none", err, errlen);
 	if (!n && k->opt == 'U')
 		return stg_opt_set(&c->opts, 'U', "none", err, errlen);
+	return 0;
+}
+
+int stg_conf_put_hosts(const struct stg_conf *c, int fd)
+{
+	for (int i = 0; i < c->nhosts; i++) {
+		struct stg_host h = { .action = c->hosts[i].action,
+				      .prefixlen = c->hosts[i].key.prefixlen };
+
+		if (bpf_map_update_elem(fd, &c->hosts[i].key, &h, BPF_ANY))
+			return -1;
+	}
 	return 0;
 }
 

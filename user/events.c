@@ -42,8 +42,7 @@ const char *stg_phase_name(unsigned int phase)
 	return STG_NAME(phase_names, phase);
 }
 
-/* An address of the key: IPv4 unmapped. */
-static void addr_format(const __u8 a[16], char *buf, size_t len)
+void stg_addr_format(const __u8 a[16], char *buf, size_t len)
 {
 	static const __u8 v4[12] = { [10] = 0xff, [11] = 0xff };
 
@@ -51,6 +50,21 @@ static void addr_format(const __u8 a[16], char *buf, size_t len)
 		inet_ntop(AF_INET, a + 12, buf, len);
 	else
 		inet_ntop(AF_INET6, a, buf, len);
+}
+
+void stg_verb_format(const __u64 v[2], char out[SMTP_VERB_MAX + 1])
+{
+	memset(out, 0, SMTP_VERB_MAX + 1);
+	if (!v[0] && !v[1])
+		return;
+	/* Only an SMTP command's: never anything a client may have sent
+	 * in its place (a password, an address). */
+	if (!stg_known_verb(v)) {
+		strcpy(out, "other");
+		return;
+	}
+	for (int b = 0; b < SMTP_VERB_MAX; b++)
+		out[b] = v[b / 8] >> (8 * (b % 8));
 }
 
 void stg_event_format(const struct stg_event *e, bool json, char *buf,
@@ -74,8 +88,8 @@ void stg_event_format(const struct stg_event *e, bool json, char *buf,
 	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03lluZ",
 		 (unsigned long long)(ns / 1000000ULL % 1000));
 
-	addr_format(e->key.cli_addr, cli, sizeof(cli));
-	addr_format(e->key.srv_addr, srv, sizeof(srv));
+	stg_addr_format(e->key.cli_addr, cli, sizeof(cli));
+	stg_addr_format(e->key.srv_addr, srv, sizeof(srv));
 	/* An interface name may hold any byte but '/' and whitespace:
 	 * what JSON (or a log line) cannot carry verbatim becomes '?'. */
 	if (!if_indextoname(e->ifindex, ifname))
@@ -84,13 +98,7 @@ void stg_event_format(const struct stg_event *e, bool json, char *buf,
 		if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20 ||
 		    (unsigned char)*c >= 0x7f)
 			*c = '?';
-	/* The verb only when it is an SMTP command's: never anything a
-	 * client may have sent in its place (a password, an address). */
-	if ((e->verb[0] || e->verb[1]) && stg_known_verb(e->verb))
-		for (int b = 0; b < SMTP_VERB_MAX; b++)
-			verb[b] = e->verb[b / 8] >> (8 * (b % 8));
-	else if (e->verb[0] || e->verb[1])
-		snprintf(verb, sizeof(verb), "other");
+	stg_verb_format(e->verb, verb);
 
 	if (json)
 		snprintf(buf, len,

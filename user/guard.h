@@ -115,6 +115,8 @@ int stg_detach_all(bool force);
 void stg_release(struct starttls_guard_bpf *skel);
 
 /* Counters summed over CPUs; tracked connections, table size. 0 or -1. */
+/* The entries of map @fd (whose keys are at most 64 bytes). */
+__u64 stg_map_count(int fd);
 int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity);
 /* The counters map @fd summed over CPUs into @sum: 0 or -1. */
 int stg_sum_counters(int fd, __u64 sum[STG_C_MAX]);
@@ -147,9 +149,20 @@ struct stg_conf {
 int stg_conf_load(const char *path, struct stg_conf *c, char *err,
 		  size_t errlen);
 void stg_conf_free(struct stg_conf *c);
+/* Add host(s) @cidr with @action (STG_ACT_*) to @c's host map: 0, or -1
+ * with the reason in @err (a bad CIDR, one given twice, too many). */
+/* Write @c's hosts into the host map @fd: 0, or -1 (errno says why). */
+int stg_conf_put_hosts(const struct stg_conf *c, int fd);
+int stg_conf_add_host(struct stg_conf *c, const char *cidr, __u32 action,
+		      char *err, size_t errlen);
 /* "ADDR:PORT" ("[ADDR]:PORT" for IPv6) as a socket address. 0 or -1. */
 int stg_parse_listen(const char *s, void *sa, unsigned int *salen);
 
+/* An address of a connection key as text, IPv4 unmapped. */
+void stg_addr_format(const __u8 a[16], char *buf, size_t len);
+/* A command's verb as the events hold it (@v), as text: "" for none,
+ * "other" for what is not a known SMTP command. */
+void stg_verb_format(const __u64 v[2], char out[SMTP_VERB_MAX + 1]);
 /* An event as one line (JSON with @json), without a newline. */
 void stg_event_format(const struct stg_event *e, bool json, char *buf,
 		      size_t len);

@@ -254,8 +254,7 @@ struct replay {
 	struct starttls_guard_bpf *skel;
 	struct ring_buffer *rb;
 	struct stg_config cfg;
-	struct stg_host_key *local;	/* the guarded host's addresses */
-	int nlocal;
+	struct stg_conf local;	/* hosts: the guarded host's addresses */
 	void *evzero;		/* a zero value of the evlimit map */
 	__u64 packets, cut, failed;
 	__u64 guessed;		/* packets whose direction was taken as inbound */
@@ -263,12 +262,13 @@ struct replay {
 
 static bool is_local(const struct replay *r, const __u8 a[16])
 {
-	for (int i = 0; i < r->nlocal; i++) {
-		__u32 bits = r->local[i].prefixlen;
+	for (int i = 0; i < r->local.nhosts; i++) {
+		const struct stg_host_key *k = &r->local.hosts[i].key;
+		__u32 bits = k->prefixlen;
 
-		if (!memcmp(a, r->local[i].addr, bits / 8) &&
+		if (!memcmp(a, k->addr, bits / 8) &&
 		    (bits % 8 == 0 ||
-		     !((a[bits / 8] ^ r->local[i].addr[bits / 8]) &
+		     !((a[bits / 8] ^ k->addr[bits / 8]) &
 		       (0xff00 >> (bits % 8)))))
 			return true;
 	}
@@ -309,7 +309,7 @@ static int run_one(struct replay *r, const __u8 *f, __u32 len, bool cut,
 		}
 		c->packets++;
 		c->cut |= cut;
-		if (out < 0 && r->nlocal)
+		if (out < 0 && r->local.nhosts)
 			out = is_local(r, c2s ? k.cli_addr : k.srv_addr);
 	}
 	if (out < 0) {
@@ -570,17 +570,13 @@ static void decision(const struct rconn *c, char *buf, size_t len)
 			 stg_phase_name(c->phase));
 }
 
+/* An address, in brackets if it is IPv6 and @brackets */
 static void addr_str(const __u8 a[16], char *buf, size_t len, bool brackets)
 {
-	static const __u8 v4[12] = { [10] = 0xff, [11] = 0xff };
 	char s[INET6_ADDRSTRLEN];
 
-	if (!memcmp(a, v4, 12))
-		inet_ntop(AF_INET, a + 12, buf, len);
-	else if (!brackets)
-		inet_ntop(AF_INET6, a, buf, len);
-	else if (inet_ntop(AF_INET6, a, s, sizeof(s)))
-		snprintf(buf, len, "[%s]", s);
+	stg_addr_format(a, s, sizeof(s));
+	snprintf(buf, len, brackets && strchr(s, ':') ? "[%s]" : "%s", s);
 }
 
 static void print_conns(bool json)
@@ -598,17 +594,7 @@ static void print_conns(bool json)
 		addr_str(c->key.cli_addr, cli, sizeof(cli), !json);
 		addr_str(c->key.srv_addr, srv, sizeof(srv), !json);
 		decision(c, what, sizeof(what));
-		/* A command's verb, when it is an SMTP command's (never what
-		 * a client may have sent in its place: a password) */
-		*verb = '\0';
-		if (c->verb[0] || c->verb[1]) {
-			if (stg_known_verb(c->verb))
-				for (int b = 0; b <= SMTP_VERB_MAX; b++)
-					verb[b] = b < SMTP_VERB_MAX ?
-						c->verb[b / 8] >> (8 * (b % 8)) : 0;
-			else
-				snprintf(verb, sizeof(verb), "other");
-		}
+		stg_verb_format(c->verb, verb);
 		*when = '\0';
 		if (c->ev) {
 			gmtime_r(&sec, &tm);
@@ -690,9 +676,9 @@ static const char replay_usage[] =
 	"could not be read or the program not loaded, 2 bad command line or\n"
 	"configuration file.\n";
 
-/* Add the CIDRs of comma-separated @list to @k (@n of them): 0, or -1
+/* Add the hosts of comma-separated @list to @c with @action: 0, or -1
  * with what is wrong in @err. */
-static int add_cidrs(const char *list, struct stg_host_key **k, int *n,
+static int add_hosts(struct stg_conf *c, const char *list, __u32 action,
 		     char *err, size_t errlen)
 {
 	char *copy = strdup(list), *save = NULL, *item;
@@ -701,23 +687,8 @@ static int add_cidrs(const char *list, struct stg_host_key **k, int *n,
 	if (!copy)
 		return snprintf(err, errlen, "out of memory"), -1;
 	for (item = strtok_r(copy, ",", &save); item && !rc;
-	     item = strtok_r(NULL, ",", &save)) {
-		struct stg_host_key *m = realloc(*k, (*n + 1) * sizeof(*m));
-		const char *why;
-
-		if (!m) {
-			snprintf(err, errlen, "out of memory");
-			rc = -1;
-			break;
-		}
-		*k = m;
-		why = stg_cidr_parse(item, &m[*n]);
-		if (why) {
-			snprintf(err, errlen, "bad CIDR '%s': %s", item, why);
-			rc = -1;
-		}
-		++*n;
-	}
+	     item = strtok_r(NULL, ",", &save))
+		rc = stg_conf_add_host(c, item, action, err, errlen);
 	free(copy);
 	return rc;
 }
@@ -753,12 +724,9 @@ int cmd_replay(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	static struct stg_conf conf;
+	/* the file's hosts and the command line's (which go over them) */
+	static struct stg_conf conf, cli_hosts;
 	struct stg_opts cli;
-	struct stg_host_key *hosts[3] = { 0 };	/* exempt, deny, auth-only */
-	int nhosts[3] = { 0 };
-	static const __u32 host_action[3] = { STG_ACT_EXEMPT, STG_ACT_DENY,
-					      STG_ACT_AUTH_ONLY };
 	struct replay r = { 0 };
 	const char *config = NULL;
 	pcap_t **caps = NULL;
@@ -772,8 +740,6 @@ int cmd_replay(int argc, char **argv)
 	stg_opts_init(&conf.opts);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":p:med:vh", opts, NULL)) != -1) {
-		int h = opt == 'x' ? 0 : opt == 'y' ? 1 : 2;
-
 		switch (opt) {
 		case 'v':
 			verbose = true;
@@ -795,14 +761,17 @@ int cmd_replay(int argc, char **argv)
 				    argv[optind - 1]);
 			break;
 		case 'l':
-			if (add_cidrs(optarg, &r.local, &r.nlocal, err, sizeof(err)))
+			if (add_hosts(&r.local, optarg, 0, err, sizeof(err)))
 				usage_error("replay", "--local: %s", err);
 			break;
 		case 'x':
 		case 'y':
 		case 'a':
-			if (add_cidrs(optarg, &hosts[h], &nhosts[h], err,
-				      sizeof(err)))
+			if (add_hosts(&cli_hosts, optarg,
+				      opt == 'x'   ? STG_ACT_EXEMPT
+				      : opt == 'y' ? STG_ACT_DENY
+						   : STG_ACT_AUTH_ONLY,
+				      err, sizeof(err)))
 				usage_error("replay", "%s", err);
 			break;
 		default:
@@ -862,26 +831,10 @@ int cmd_replay(int argc, char **argv)
 		fail("couldn't configure the program: %s", strerror(errno));
 		goto out;
 	}
-	for (int i = 0; i < conf.nhosts + nhosts[0] + nhosts[1] + nhosts[2]; i++) {
-		const struct stg_host_key *k;
-		struct stg_host h;
-		int j = i - conf.nhosts, t = 0;
-
-		if (j < 0) {
-			k = &conf.hosts[i].key;
-			h.action = conf.hosts[i].action;
-		} else {
-			while (j >= nhosts[t])
-				j -= nhosts[t++];
-			k = &hosts[t][j];
-			h.action = host_action[t];
-		}
-		h.prefixlen = k->prefixlen;
-		if (bpf_map_update_elem(bpf_map__fd(r.skel->maps.hosts), k, &h,
-					BPF_ANY)) {
-			fail("couldn't fill the host map: %s", strerror(errno));
-			goto out;
-		}
+	if (stg_conf_put_hosts(&conf, bpf_map__fd(r.skel->maps.hosts)) ||
+	    stg_conf_put_hosts(&cli_hosts, bpf_map__fd(r.skel->maps.hosts))) {
+		fail("couldn't fill the host map: %s", strerror(errno));
+		goto out;
 	}
 	ncpu = libbpf_num_possible_cpus();
 	r.evzero = calloc(ncpu > 0 ? ncpu : 1,
@@ -902,14 +855,9 @@ int cmd_replay(int argc, char **argv)
 		goto out;
 	}
 	{
-		__u64 tracked = 0, midstream = 0;
-		struct stg_conn_key k, *prev = NULL;
+		__u64 tracked = stg_map_count(bpf_map__fd(r.skel->maps.conns));
+		__u64 midstream = 0;
 
-		while (!bpf_map_get_next_key(bpf_map__fd(r.skel->maps.conns),
-					     prev, &k)) {
-			tracked++;
-			prev = &k;
-		}
 		for (size_t i = 0; i < tab.n; i++)
 			midstream += tab.c[i].midstream;
 		if (json) {
@@ -966,9 +914,8 @@ out:
 	free(r.evzero);
 	starttls_guard_bpf__destroy(r.skel);
 	stg_conf_free(&conf);
-	for (int i = 0; i < 3; i++)
-		free(hosts[i]);
-	free(r.local);
+	stg_conf_free(&cli_hosts);
+	stg_conf_free(&r.local);
 	free(tab.c);
 	free(tab.slot);
 	return rc;

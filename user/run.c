@@ -213,14 +213,8 @@ static int sync_hosts(const struct stg_conf *c)
 		}
 		prev = &key;
 	}
-	for (int i = 0; i < c->nhosts; i++) {
-		struct stg_host h = { .action = c->hosts[i].action,
-				      .prefixlen = c->hosts[i].key.prefixlen };
-
-		if (bpf_map_update_elem(fd, &c->hosts[i].key, &h, BPF_ANY))
-			rc = fail("couldn't set a host map entry: %s",
-				  strerror(errno));
-	}
+	if (stg_conf_put_hosts(c, fd))
+		rc = fail("couldn't set a host map entry: %s", strerror(errno));
 	close(fd);
 	return rc;
 }
@@ -253,8 +247,8 @@ static char *metrics_text(size_t *len)
 {
 	__u64 sum[STG_C_MAX], tracked;
 	__u32 capacity;
-	struct stg_iface_key k, *prev = NULL;
-	int ifaces = 0, fd;
+	__u64 ifaces = 0;
+	int fd;
 	char *buf = NULL;
 	FILE *f = open_memstream(&buf, len);
 
@@ -296,21 +290,19 @@ static char *metrics_text(size_t *len)
 			(unsigned long long)tracked, capacity);
 	}
 	fd = stg_pinned("ifaces");
-	while (fd >= 0 && !bpf_map_get_next_key(fd, prev, &k)) {
-		ifaces++;
-		prev = &k;
-	}
-	if (fd >= 0)
+	if (fd >= 0) {
+		ifaces = stg_map_count(fd);
 		close(fd);
+	}
 	fprintf(f, "# HELP starttls_guard_attached_interfaces Interfaces the "
 		   "guard is attached to.\n"
 		   "# TYPE starttls_guard_attached_interfaces gauge\n"
-		   "starttls_guard_attached_interfaces %d\n"
+		   "starttls_guard_attached_interfaces %llu\n"
 		   "# HELP starttls_guard_config_reloads_total Reloads of the configuration file.\n"
 		   "# TYPE starttls_guard_config_reloads_total counter\n"
 		   "starttls_guard_config_reloads_total{result=\"success\"} %llu\n"
 		   "starttls_guard_config_reloads_total{result=\"failure\"} %llu\n",
-		ifaces, (unsigned long long)reloads_ok,
+		(unsigned long long)ifaces, (unsigned long long)reloads_ok,
 		(unsigned long long)reloads_failed);
 	fclose(f);
 	return buf;

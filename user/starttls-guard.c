@@ -1524,13 +1524,12 @@ static const char status_usage[] =
 
 static int cmd_status(int argc, char **argv)
 {
-	struct stg_conn_key ck, *cprev = NULL;
 	struct stg_iface_key key, *prev = NULL;
 	__u64 netns = current_netns();
 	struct stg_iface_key warn[16];
 	struct stg_iface warn_it[16];
 	struct stg_config cfg;
-	int ifmap, conns, n = 0, nwarn = 0;
+	int ifmap, conns, nwarn = 0;
 
 	if (help_asked(argc, argv, status_usage))
 		return 0;
@@ -1593,11 +1592,8 @@ static int cmd_status(int argc, char **argv)
 	}
 	close(ifmap);
 	if (!open_pinned("conns", &conns)) {
-		while (!bpf_map_get_next_key(conns, cprev, &ck)) {
-			n++;
-			cprev = &ck;
-		}
-		printf("\nconnections:     %d tracked, room for %u\n", n,
+		printf("\nconnections:     %llu tracked, room for %u\n",
+		       (unsigned long long)stg_map_count(conns),
 		       map_info(conns).max_entries);
 		close(conns);
 	}
@@ -1726,9 +1722,21 @@ int stg_sum_counters(int fd, __u64 sum[STG_C_MAX])
 	return 0;
 }
 
+__u64 stg_map_count(int fd)
+{
+	__u8 key[64] __attribute__((aligned(8))); /* the largest key: 36 */
+	void *prev = NULL;
+	__u64 n = 0;
+
+	while (!bpf_map_get_next_key(fd, prev, key)) {
+		n++;
+		prev = key;
+	}
+	return n;
+}
+
 int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity)
 {
-	struct stg_conn_key k, *prev = NULL;
 	int fd = stg_pinned("counters"), err;
 
 	if (fd < 0)
@@ -1739,10 +1747,7 @@ int stg_read_counters(__u64 sum[STG_C_MAX], __u64 *tracked, __u32 *capacity)
 	*capacity = 0;
 	fd = stg_pinned("conns");
 	if (fd >= 0) {
-		while (!bpf_map_get_next_key(fd, prev, &k)) {
-			++*tracked;
-			prev = &k;
-		}
+		*tracked = stg_map_count(fd);
 		*capacity = map_info(fd).max_entries;
 		close(fd);
 	}

@@ -21,6 +21,7 @@ readme=0
 passed=0
 failed=0
 table=
+counts= # "KERNEL:CASES" of each packet suite run
 mkdir -p "$cache/debs"
 [ "$(id -u)" = 0 ] || { echo "FAIL - kernels: needs root (namespaces, BPF)"; echo "0 passed, 1 failed"; exit 1; }
 work=$(mktemp -d /tmp/stg-kernels.XXXXXX)
@@ -133,6 +134,7 @@ report() {
 	fi
 	cases=$(grep -E '^@@ ok packet suite' "$out" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
 	skipped=$(grep -E '^@@ ok packet suite' "$out" | sed -nE 's/.*, ([0-9]+) skipped.*/\1/p')
+	[ -n "$cases" ] && counts="$counts $label:$((cases + ${skipped:-0}))"
 	table="$table| $label | $3 | ${what:-none} | packet suite $((${cases:-0} + ${skipped:-0})) cases (${cases:-0} run${skipped:+, $skipped skipped: no bpf_loop}), attach/detach with a reset and an upgrade | $(date -u +%Y-%m-%d) |"$'\n'
 }
 
@@ -161,6 +163,17 @@ done
 # The machine's own kernel, directly
 unshare -n sh "$here/steps.sh" "$bins" >"$work/own.out" 2>&1
 report "$(uname -r)" "$work/own.out" "this machine"
+
+# Every case is named on every kernel: run, or skipped with why
+# shellcheck disable=SC2086 # one word a kernel
+kinds=$(printf '%s\n' $counts | cut -d: -f2 | sort -u | wc -l)
+if [ -n "$counts" ] && [ "$kinds" = 1 ]; then
+	passed=$((passed + 1))
+	echo "ok - kernels: the packet suite names the same ${counts##*:} cases on every kernel"
+else
+	failed=$((failed + 1))
+	echo "FAIL - kernels: the packet suite's cases differ (kernel:cases):$counts"
+fi
 
 if [ $readme = 1 ] && [ $failed = 0 ]; then
 	python3 - "$root/README.md" "$table" <<-'PY'
